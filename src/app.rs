@@ -1,0 +1,129 @@
+//! Wiring: the store, the scheduler and the HTTP server, built from a
+//! `Settings` value (never a global), so tests can run the real thing on
+//! port 0 against a temporary database.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::crypto::SecretKey;
+use crate::db::{self, DbConnection, DbPool};
+use crate::dispatch::Scheduler;
+use crate::http::{self, error::ApiError, error::ApiResult};
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub secret: SecretKey,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+}
+
+impl AppState {
+    /// Run store code on a blocking thread with a pooled connection.
+    pub async fn db<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(ApiError::from)?
+    }
+}
+
+/// Open the store and bring its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<DbPool> {
+    let pool = db::pool(
+        &settings.database_url,
+        settings.pool_size,
+        Duration::from_secs(10),
+    )?;
+    let migrate_pool = pool.clone();
+    let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut conn = migrate_pool.get()?;
+        db::run_migrations(&mut conn)
+    })
+    .await??;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "database migrated");
+    }
+    Ok(pool)
+}
+
+/// A built application, listening, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    scheduler: Scheduler,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = open_store(&settings).await?;
+        let (secret, created) = settings.secret_key()?;
+        if let Some(path) = created {
+            tracing::warn!(
+                path = %path.display(),
+                "HERALD_SECRET_KEY is not set: generated a credential key into this file (mode 0600); back it up, without it stored credentials cannot be read"
+            );
+        }
+        let state = AppState {
+            pool: pool.clone(),
+            secret,
+            backend: settings.database_url.backend(),
+        };
+        let scheduler = Scheduler::start(pool).await?;
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state);
+        let server = HttpServer::new(move || {
+            let (app, api) = App::new()
+                .app_data(data.clone())
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .into_utoipa_app()
+                .openapi(http::openapi::document())
+                .service(utoipa_actix_web::scope("/v1").configure(http::v1_routes))
+                .configure(http::root_routes)
+                .split_for_parts();
+            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+                .service(web::redirect("/docs", "/docs/"))
+                .default_service(web::to(http::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        tracing::info!(
+            port,
+            database = %settings.database_url.display(),
+            "herald is serving the API and the scheduler"
+        );
+        Ok(Self {
+            port,
+            server,
+            scheduler,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until the process is told to stop (SIGINT/SIGTERM), then stop the scheduler.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await;
+        self.scheduler.shutdown().await;
+        result.map_err(Into::into)
+    }
+}

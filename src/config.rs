@@ -1,0 +1,243 @@
+//! Settings: defaults, then an optional TOML file (`--config`), then
+//! `HERALD_*` environment variables, each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::crypto::SecretKey;
+use crate::db::DatabaseUrl;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    /// `host:port`; port 0 picks a free port (tests).
+    pub bind: String,
+    /// base64 of 32 bytes; see [`Settings::secret_key`].
+    pub secret_key: Option<String>,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// `tracing` filter, e.g. `info` or `herald=debug`.
+    pub log_filter: String,
+    /// Log lines as JSON instead of text.
+    pub log_json: bool,
+}
+
+/// The TOML file: every key optional, names as in the environment without
+/// the `HERALD_` prefix, in lower case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    bind: Option<String>,
+    secret_key: Option<String>,
+    pool_size: Option<u32>,
+    log: Option<String>,
+    log_json: Option<bool>,
+}
+
+pub const DEFAULT_DATABASE: &str = "herald.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+impl Settings {
+    /// Read the file (if any) and the process environment.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::from_sources(config_file, |name| std::env::var(name).ok())
+    }
+
+    pub fn from_sources(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let file = match config_file {
+            None => FileSettings::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the config file {}: {e}", path.display())
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("the config file {} is invalid: {e}", path.display())
+                })?
+            }
+        };
+        let pick =
+            |var: &str, from_file: Option<String>| env(var).filter(|v| !v.is_empty()).or(from_file);
+        let url = pick("HERALD_DATABASE_URL", file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE.into());
+        let database_url =
+            DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!("HERALD_DATABASE_URL: {e}"))?;
+        let pool_size = match env("HERALD_POOL_SIZE") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("HERALD_POOL_SIZE must be a positive integer"))?,
+            None => file.pool_size.unwrap_or(8),
+        };
+        if pool_size == 0 {
+            anyhow::bail!("HERALD_POOL_SIZE must be at least 1");
+        }
+        let log_json = match env("HERALD_LOG_JSON") {
+            Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+            None => file.log_json.unwrap_or(false),
+        };
+        Ok(Settings {
+            database_url,
+            bind: pick("HERALD_BIND", file.bind).unwrap_or_else(|| DEFAULT_BIND.into()),
+            secret_key: pick("HERALD_SECRET_KEY", file.secret_key),
+            pool_size,
+            log_filter: pick("HERALD_LOG", file.log).unwrap_or_else(|| "info".into()),
+            log_json,
+        })
+    }
+
+    /// The credential key. When none is set and the store is SQLite, a key is
+    /// generated once into `herald.key` next to the database (mode 0600) and
+    /// reused after. PostgreSQL deployments share one key between instances,
+    /// so there it must be set.
+    pub fn secret_key(&self) -> anyhow::Result<(SecretKey, Option<PathBuf>)> {
+        if let Some(text) = &self.secret_key {
+            let key = SecretKey::from_base64(text)
+                .map_err(|e| anyhow::anyhow!("HERALD_SECRET_KEY: {e}"))?;
+            return Ok((key, None));
+        }
+        match &self.database_url {
+            DatabaseUrl::Postgres(_) => anyhow::bail!(
+                "HERALD_SECRET_KEY is required with PostgreSQL (every instance must share it); \
+                 make one with: head -c 32 /dev/urandom | base64"
+            ),
+            DatabaseUrl::Sqlite(path) => {
+                let key_path = key_file_for(Path::new(path));
+                load_or_create_key_file(&key_path)
+                    .map(|(key, created)| (key, created.then_some(key_path)))
+            }
+        }
+    }
+}
+
+/// `herald.key` in the database's folder.
+pub fn key_file_for(database: &Path) -> PathBuf {
+    match database.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("herald.key"),
+        _ => PathBuf::from("herald.key"),
+    }
+}
+
+/// Returns the key and whether it was created now.
+fn load_or_create_key_file(path: &Path) -> anyhow::Result<(SecretKey, bool)> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let key = SecretKey::from_base64(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok((key, false));
+    }
+    let key = SecretKey::generate();
+    write_private(path, &format!("{}\n", key.to_base64()))?;
+    Ok((key, true))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_a_local_sqlite_file_and_the_loopback_port_8080() {
+        let s = Settings::from_sources(None, env_of(&[])).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("herald.db".into()));
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert!(s.secret_key.is_none());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "bind = \"0.0.0.0:9000\"\ndatabase_url = \"sqlite://from-file.db\"\n",
+        )
+        .unwrap();
+        let s =
+            Settings::from_sources(Some(&file), env_of(&[("HERALD_BIND", "127.0.0.1:1")])).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:1");
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("from-file.db".into()));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "bnid = \"x\"\n").unwrap();
+        let error = Settings::from_sources(Some(&file), env_of(&[])).unwrap_err();
+        assert!(error.to_string().contains("bnid"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_key_is_generated_once_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("herald.db");
+        let s = Settings::from_sources(
+            None,
+            env_of(&[("HERALD_DATABASE_URL", db.to_str().unwrap())]),
+        )
+        .unwrap();
+        let (first, created) = s.secret_key().unwrap();
+        let path = created.expect("created now");
+        assert_eq!(path, dir.path().join("herald.key"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (second, created_again) = s.secret_key().unwrap();
+        assert!(created_again.is_none());
+        assert_eq!(first.to_base64(), second.to_base64());
+    }
+
+    #[test]
+    fn postgres_needs_an_explicit_key() {
+        let s = Settings::from_sources(None, env_of(&[("HERALD_DATABASE_URL", "postgres://h/db")]))
+            .unwrap();
+        assert!(s.secret_key().is_err());
+        let key = SecretKey::generate().to_base64();
+        let s = Settings::from_sources(
+            None,
+            env_of(&[
+                ("HERALD_DATABASE_URL", "postgres://h/db"),
+                ("HERALD_SECRET_KEY", &key),
+            ]),
+        )
+        .unwrap();
+        assert!(s.secret_key().is_ok());
+    }
+}

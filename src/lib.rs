@@ -1,0 +1,13 @@
+//! Herald: a crisis-communication scheduler. See docs/ARCHITECTURE.md.
+
+pub mod accounts;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod dispatch;
+pub mod http;
+pub mod keys;
+pub mod log;
+pub mod platforms;
+pub mod statements;

@@ -1,0 +1,195 @@
+//! The `herald` command: parses the CLI and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use herald::config::Settings;
+use herald::keys::{self, Role};
+use herald::{app, db, log};
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Crisis-communication scheduler")]
+struct Cli {
+    /// A TOML settings file; HERALD_* environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and run the scheduler.
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The publish log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; the key itself is printed alone on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, editor, approver, manager or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by name; it is refused from its next request on.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Check the hash chain: exit 0 when intact, 1 and the first bad row otherwise.
+    Verify,
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The document needs no settings and no database.
+    if let Command::Openapi = cli.command {
+        return print_openapi().unwrap_or(ExitCode::FAILURE);
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("herald: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    match run(cli.command, settings).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("herald: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Openapi => print_openapi(),
+        Command::Serve => {
+            let application = app::Application::build(settings).await?;
+            application.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            app::open_store(&settings).await?;
+            println!(
+                "database is up to date ({})",
+                settings.database_url.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command } => {
+            let pool = app::open_store(&settings).await?;
+            tokio::task::spawn_blocking(move || keys_command(command, &pool)).await?
+        }
+        Command::Log {
+            command: LogCommand::Verify,
+        } => {
+            let pool = app::open_store(&settings).await?;
+            tokio::task::spawn_blocking(move || {
+                let mut conn = pool.get()?;
+                match log::store::verify(&mut conn)? {
+                    Ok(n) => {
+                        println!("publish log intact: {n} events verified");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(broken) => {
+                        println!(
+                            "publish log BROKEN at seq {}: {}",
+                            broken.seq, broken.reason
+                        );
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            })
+            .await?
+        }
+    }
+}
+
+fn print_openapi() -> anyhow::Result<ExitCode> {
+    print!("{}", herald::http::openapi::document_json());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys_command(command: KeysCommand, pool: &db::DbPool) -> anyhow::Result<ExitCode> {
+    let mut conn = pool.get()?;
+    match command {
+        KeysCommand::Create { name, role } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown role '{role}': use viewer, editor, approver, manager or admin"
+                )
+            })?;
+            keys::validate_name(&name).map_err(|m| anyhow::anyhow!("key name '{name}' {m}"))?;
+            let secret = keys::generate();
+            let key = keys::store::create(&mut conn, "cli", &name, role, &secret)?;
+            println!(
+                "created key '{}' with role {} (shown once, store it now):",
+                key.name,
+                key.role.as_str()
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<24} {:<9} {:<10} {:<20} status",
+                "name", "role", "prefix", "created"
+            );
+            for key in keys::store::list(&mut conn)? {
+                let status = match key.revoked_at {
+                    Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                    None => "active".into(),
+                };
+                println!(
+                    "{:<24} {:<9} {:<10} {:<20} {status}",
+                    key.name,
+                    key.role.as_str(),
+                    key.key_prefix,
+                    key.created_at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let key = keys::store::revoke(&mut conn, "cli", &name)?;
+            println!("revoked key '{}'", key.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,206 @@
+//! Statements: what the crisis cell says, one variant per network, and the
+//! four-eyes approval that must happen before anything is scheduled
+//! (DESIGN §4). This file holds the types and the rules, with no I/O.
+//!
+//! ```text
+//! draft ──submit──▶ in_review ──approve (1, or 2 if severe)──▶ approved ──retire──▶ retired
+//!   ▲                  │                                         │
+//!   └──edit── rejected ◀┘reject                                  └─revise─▶ new draft version
+//!                                      (when the new version is approved, this one is superseded)
+//! ```
+
+pub mod routes;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::platforms::{self, Platform};
+
+/// Longest title accepted.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Part of a crisis response: still published when routine posts are paused.
+    Crisis,
+    /// Ordinary communication.
+    Routine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Minor,
+    Moderate,
+    /// Needs two distinct approvers.
+    Severe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Draft,
+    InReview,
+    Approved,
+    Rejected,
+    Retired,
+    /// A newer version of the same statement has been approved.
+    Superseded,
+}
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(Kind { Crisis => "crisis", Routine => "routine" });
+text_enum!(Severity { Minor => "minor", Moderate => "moderate", Severe => "severe" });
+text_enum!(Status {
+    Draft => "draft",
+    InReview => "in_review",
+    Approved => "approved",
+    Rejected => "rejected",
+    Retired => "retired",
+    Superseded => "superseded",
+});
+
+/// How many distinct approvers a statement needs.
+pub fn required_approvals(kind: Kind, severity: Option<Severity>) -> usize {
+    match (kind, severity) {
+        (Kind::Crisis, Some(Severity::Severe)) => 2,
+        _ => 1,
+    }
+}
+
+/// The severity a statement ends up with: crisis statements default to
+/// `moderate`; routine statements have none.
+pub fn effective_severity(
+    kind: Kind,
+    severity: Option<Severity>,
+) -> Result<Option<Severity>, String> {
+    match (kind, severity) {
+        (Kind::Crisis, None) => Ok(Some(Severity::Moderate)),
+        (Kind::Crisis, some) => Ok(some),
+        (Kind::Routine, None) => Ok(None),
+        (Kind::Routine, Some(_)) => Err("only crisis statements have a severity".into()),
+    }
+}
+
+/// Why the content of a statement in `status` cannot be edited, if it cannot.
+pub fn edit_refusal(status: Status) -> Option<String> {
+    match status {
+        Status::Draft | Status::Rejected => None,
+        Status::InReview => Some(
+            "the statement is in review: its content is frozen until it is approved or rejected"
+                .into(),
+        ),
+        Status::Approved => Some(
+            "approved content is frozen: POST /v1/statements/{id}/revise makes a new draft version"
+                .into(),
+        ),
+        Status::Retired => Some("the statement is retired".into()),
+        Status::Superseded => {
+            Some("this version has been superseded by a newer approved version".into())
+        }
+    }
+}
+
+/// Check a title; returns the trimmed title.
+pub fn validate_title(title: &str) -> Result<String, String> {
+    let trimmed = title.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if trimmed.chars().count() > MAX_TITLE_CHARS {
+        return Err(format!("must be at most {MAX_TITLE_CHARS} characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Check a variant's text against its network's default rules. Returns the
+/// problems joined into one message when it cannot be posted.
+pub fn validate_variant(platform: Platform, text: &str) -> Result<(), String> {
+    let report = platforms::check(platform, text, None);
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(report.problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severe_crises_need_two_approvers_and_everything_else_one() {
+        assert_eq!(required_approvals(Kind::Crisis, Some(Severity::Severe)), 2);
+        assert_eq!(
+            required_approvals(Kind::Crisis, Some(Severity::Moderate)),
+            1
+        );
+        assert_eq!(required_approvals(Kind::Crisis, Some(Severity::Minor)), 1);
+        assert_eq!(required_approvals(Kind::Routine, None), 1);
+    }
+
+    #[test]
+    fn crisis_severity_defaults_to_moderate_and_routine_has_none() {
+        assert_eq!(
+            effective_severity(Kind::Crisis, None),
+            Ok(Some(Severity::Moderate))
+        );
+        assert_eq!(
+            effective_severity(Kind::Crisis, Some(Severity::Severe)),
+            Ok(Some(Severity::Severe))
+        );
+        assert_eq!(effective_severity(Kind::Routine, None), Ok(None));
+        assert!(effective_severity(Kind::Routine, Some(Severity::Minor)).is_err());
+    }
+
+    #[test]
+    fn only_drafts_and_rejected_statements_can_be_edited() {
+        assert!(edit_refusal(Status::Draft).is_none());
+        assert!(edit_refusal(Status::Rejected).is_none());
+        for status in [
+            Status::InReview,
+            Status::Approved,
+            Status::Retired,
+            Status::Superseded,
+        ] {
+            assert!(edit_refusal(status).is_some(), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn titles_are_trimmed_and_bounded() {
+        assert_eq!(validate_title("  Recall  ").unwrap(), "Recall");
+        assert!(validate_title("   ").is_err());
+        assert!(validate_title(&"é".repeat(MAX_TITLE_CHARS)).is_ok());
+        assert!(validate_title(&"é".repeat(MAX_TITLE_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn status_names_match_serde() {
+        for s in [
+            Status::Draft,
+            Status::InReview,
+            Status::Approved,
+            Status::Rejected,
+            Status::Retired,
+            Status::Superseded,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! Statement routes: parse, authorize, call the store, answer.
+
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::store::{self, ListFilter, NewStatement, Statement, StatementError, StatementPatch};
+use super::{effective_severity, validate_title, validate_variant, Kind, Severity, Status};
+use crate::app::AppState;
+use crate::http::auth::{Caller, Capability};
+use crate::http::error::{ApiError, ApiResult, FieldError};
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::{pagination, parse_id};
+use crate::platforms::{self, Platform};
+
+impl From<StatementError> for ApiError {
+    fn from(error: StatementError) -> Self {
+        match error {
+            StatementError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            StatementError::Conflict(m) => ApiError::Conflict(m),
+            StatementError::Forbidden(m) => ApiError::Forbidden(m),
+            StatementError::Invalid { field, message } => ApiError::invalid(field, message),
+            StatementError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// One variant of a statement: the text for one network.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantInput {
+    pub platform: Platform,
+    #[schema(
+        example = "We are recalling batch 42 of the K-200 kettle. Stop using it; refunds at https://example.com/recall"
+    )]
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStatement {
+    #[schema(example = "K-200 kettle recall")]
+    pub title: String,
+    pub kind: Kind,
+    /// Crisis statements only; defaults to `moderate`. `severe` needs two approvers.
+    pub severity: Option<Severity>,
+    /// At most one per platform.
+    #[serde(default)]
+    pub variants: Vec<VariantInput>,
+}
+
+/// Fields to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStatement {
+    pub title: Option<String>,
+    pub kind: Option<Kind>,
+    /// `null` clears it (routine statements have none).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Severity>)]
+    pub severity: Option<Option<Severity>>,
+    /// Replaces every variant.
+    pub variants: Option<Vec<VariantInput>>,
+}
+
+/// Tell an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutVariant {
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectStatement {
+    /// Why, for the author: what to change.
+    #[schema(example = "Name the affected batch numbers")]
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VariantResponse {
+    pub platform: Platform,
+    pub text: String,
+    /// Length in the network's unit.
+    pub used: usize,
+    pub limit: usize,
+    #[schema(example = "graphemes")]
+    pub unit: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalResponse {
+    /// Name of the approving key.
+    pub approver: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub approved_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementResponse {
+    pub id: String,
+    /// Shared by every version of the same statement (the id of version 1).
+    pub lineage_id: String,
+    pub version: i32,
+    /// The version this one revises.
+    pub previous_version_id: Option<String>,
+    pub title: String,
+    pub kind: Kind,
+    pub severity: Option<Severity>,
+    pub status: Status,
+    /// Name of the key that created this version.
+    pub author: String,
+    /// Everyone who wrote this version's content; none of them may approve it.
+    pub editors: Vec<String>,
+    pub approvals: Vec<ApprovalResponse>,
+    pub approvals_required: usize,
+    pub rejection_reason: Option<String>,
+    pub variants: Vec<VariantResponse>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub submitted_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub approved_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub retired_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<Statement> for StatementResponse {
+    fn from(s: Statement) -> Self {
+        let approvals_required = s.required_approvals();
+        let variants = s
+            .variants
+            .into_iter()
+            .map(|(platform, v)| {
+                let report = platforms::check(platform, &v.text, None);
+                VariantResponse {
+                    platform,
+                    text: v.text,
+                    used: report.used,
+                    limit: report.limit,
+                    unit: report.unit.to_string(),
+                }
+            })
+            .collect();
+        StatementResponse {
+            id: s.row.id,
+            lineage_id: s.row.lineage_id,
+            version: s.row.version,
+            previous_version_id: s.row.previous_version_id,
+            title: s.row.title,
+            kind: s.kind,
+            severity: s.severity,
+            status: s.status,
+            author: s.row.author,
+            editors: s.editors,
+            approvals: s
+                .approvals
+                .into_iter()
+                .map(|a| ApprovalResponse {
+                    approver: a.approver,
+                    approved_at: a.approved_at.and_utc(),
+                })
+                .collect(),
+            approvals_required,
+            rejection_reason: s.row.rejection_reason,
+            variants,
+            created_at: s.row.created_at.and_utc(),
+            updated_at: s.row.updated_at.and_utc(),
+            submitted_at: s.row.submitted_at.map(|t| t.and_utc()),
+            approved_at: s.row.approved_at.map(|t| t.and_utc()),
+            retired_at: s.row.retired_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementPage {
+    pub items: Vec<StatementResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListStatements {
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    /// Only the versions of one statement.
+    pub lineage_id: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Check variant inputs: known rules, one per platform. Field paths use `prefix`.
+fn validate_variants(
+    list: &[VariantInput],
+    prefix: &str,
+) -> Result<Vec<(Platform, String)>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut seen = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        if seen.contains(&v.platform) {
+            errors.push(FieldError::new(
+                format!("{prefix}[{i}].platform"),
+                format!("a second {} variant: one variant per platform", v.platform),
+            ));
+        }
+        seen.push(v.platform);
+        if let Err(message) = validate_variant(v.platform, &v.text) {
+            errors.push(FieldError::new(format!("{prefix}[{i}].text"), message));
+        }
+    }
+    if errors.is_empty() {
+        Ok(list.iter().map(|v| (v.platform, v.text.clone())).collect())
+    } else {
+        Err(errors)
+    }
+}
+
+fn statement_id(raw: &str) -> ApiResult<String> {
+    parse_id(raw, "statement")
+}
+
+fn platform_in_path(raw: &str) -> ApiResult<Platform> {
+    Platform::parse(raw).ok_or_else(|| ApiError::invalid("platform", Platform::unknown(raw)))
+}
+
+fn ok(statement: Statement) -> HttpResponse {
+    HttpResponse::Ok().json(StatementResponse::from(statement))
+}
+
+/// Create a draft statement.
+#[utoipa::path(
+    tag = "statements",
+    request_body = CreateStatement,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe creation: the same key and body return the first answer")),
+    responses((status = 201, description = "Created as a draft", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[post("/statements")]
+pub async fn create_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    ApiJson(body): ApiJson<CreateStatement>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let mut errors = Vec::new();
+    let title = validate_title(&body.title)
+        .map_err(|m| errors.push(FieldError::new("title", m)))
+        .ok();
+    let severity = effective_severity(body.kind, body.severity)
+        .map_err(|m| errors.push(FieldError::new("severity", m)))
+        .ok()
+        .flatten();
+    let variants = validate_variants(&body.variants, "variants")
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let (Some(title), Some(variants), true) = (title, variants, errors.is_empty()) else {
+        return Err(ApiError::invalid_fields(errors));
+    };
+    let new = NewStatement {
+        title,
+        kind: body.kind,
+        severity,
+        variants,
+    };
+    let fingerprint = serde_json::json!({
+        "title": new.title, "kind": new.kind, "severity": new.severity, "variants": body.variants,
+    });
+    let actor = caller.name.clone();
+    crate::http::idempotency::create(&state, &req, &caller, fingerprint, move |conn| {
+        let statement = store::create(conn, &actor, new)?;
+        serde_json::to_value(StatementResponse::from(statement)).map_err(ApiError::internal)
+    })
+    .await
+}
+
+/// List statements, newest first.
+#[utoipa::path(
+    tag = "statements",
+    params(ListStatements),
+    responses((status = 200, description = "A page of statements", body = StatementPage)),
+    security(("api_key" = []))
+)]
+#[get("/statements")]
+pub async fn list_statements(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    ApiQuery(query): ApiQuery<ListStatements>,
+) -> ApiResult<HttpResponse> {
+    let limit = pagination::limit(query.limit)?;
+    let before = pagination::id_cursor(query.cursor.as_deref())?;
+    let filter = ListFilter {
+        status: query.status,
+        kind: query.kind,
+        lineage_id: query.lineage_id,
+    };
+    let rows = state
+        .db(move |conn| Ok(store::list(conn, &filter, before.as_deref(), limit + 1)?))
+        .await?;
+    let (items, next_cursor) = pagination::paginate(rows, limit, |s| s.row.id.clone());
+    Ok(HttpResponse::Ok().json(StatementPage {
+        items: items.into_iter().map(StatementResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One statement version with its variants and approvals.
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Statement id")),
+    responses((status = 200, description = "The statement", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[get("/statements/{id}")]
+pub async fn get_statement(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = statement_id(&path)?;
+    let found = state
+        .db(move |conn| store::find(conn, &id)?.ok_or_else(|| StatementError::NotFound(id).into()))
+        .await?;
+    Ok(ok(found))
+}
+
+/// Edit a draft or rejected statement (a rejected one returns to draft).
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Statement id")),
+    request_body = UpdateStatement,
+    responses((status = 200, description = "The statement as it now is", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[patch("/statements/{id}")]
+pub async fn update_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<UpdateStatement>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let id = statement_id(&path)?;
+    let mut errors = Vec::new();
+    let title = match &body.title {
+        None => None,
+        Some(t) => validate_title(t)
+            .map_err(|m| errors.push(FieldError::new("title", m)))
+            .ok(),
+    };
+    let variants = match &body.variants {
+        None => None,
+        Some(list) => validate_variants(list, "variants")
+            .map_err(|e| errors.extend(e))
+            .ok(),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let patch = StatementPatch {
+        title,
+        kind: body.kind,
+        severity: body.severity,
+        variants,
+    };
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::update(conn, &actor, &id, patch)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Add or replace the variant for one platform.
+#[utoipa::path(
+    tag = "statements",
+    params(
+        ("id" = String, Path, description = "Statement id"),
+        ("platform" = Platform, Path, description = "Network of the variant"),
+    ),
+    request_body = PutVariant,
+    responses((status = 200, description = "The statement as it now is", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[put("/statements/{id}/variants/{platform}")]
+pub async fn put_variant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    ApiJson(body): ApiJson<PutVariant>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let (raw_id, raw_platform) = path.into_inner();
+    let id = statement_id(&raw_id)?;
+    let platform = platform_in_path(&raw_platform)?;
+    validate_variant(platform, &body.text).map_err(|m| ApiError::invalid("text", m))?;
+    let actor = caller.name;
+    let (statement, _created) = state
+        .db(move |conn| Ok(store::put_variant(conn, &actor, &id, platform, &body.text)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Remove the variant for one platform.
+#[utoipa::path(
+    tag = "statements",
+    params(
+        ("id" = String, Path, description = "Statement id"),
+        ("platform" = Platform, Path, description = "Network of the variant"),
+    ),
+    responses((status = 200, description = "The statement as it now is", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[delete("/statements/{id}/variants/{platform}")]
+pub async fn delete_variant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let (raw_id, raw_platform) = path.into_inner();
+    let id = statement_id(&raw_id)?;
+    let platform = platform_in_path(&raw_platform)?;
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::delete_variant(conn, &actor, &id, platform)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Submit a draft (or rejected) statement for approval.
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Statement id")),
+    responses((status = 200, description = "Now in review", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[post("/statements/{id}/submit")]
+pub async fn submit_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let id = statement_id(&path)?;
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::submit(conn, &actor, &id)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Approve a statement in review. Its editors may not; a severe crisis needs two approvers.
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Statement id")),
+    responses((status = 200, description = "Approval recorded; `status` is `approved` once enough approvers agreed", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[post("/statements/{id}/approve")]
+pub async fn approve_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::Approve)?;
+    let id = statement_id(&path)?;
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::approve(conn, &actor, &id)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Reject a statement in review, with the reason.
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Statement id")),
+    request_body = RejectStatement,
+    responses((status = 200, description = "Rejected; editing it returns it to draft", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[post("/statements/{id}/reject")]
+pub async fn reject_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<RejectStatement>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::Approve)?;
+    let id = statement_id(&path)?;
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::invalid(
+            "reason",
+            "must not be empty: tell the author what to change",
+        ));
+    }
+    if reason.chars().count() > 2_000 {
+        return Err(ApiError::invalid(
+            "reason",
+            "must be at most 2000 characters",
+        ));
+    }
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::reject(conn, &actor, &id, &reason)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Retire a statement: it can no longer be scheduled.
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Statement id")),
+    responses((status = 200, description = "Retired", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[post("/statements/{id}/retire")]
+pub async fn retire_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let id = statement_id(&path)?;
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::retire(conn, &actor, &id)?))
+        .await?;
+    Ok(ok(statement))
+}
+
+/// Start a new draft version of an approved statement (approved content is frozen).
+#[utoipa::path(
+    tag = "statements",
+    params(("id" = String, Path, description = "Id of the approved version")),
+    responses((status = 201, description = "The new draft version", body = StatementResponse)),
+    security(("api_key" = []))
+)]
+#[post("/statements/{id}/revise")]
+pub async fn revise_statement(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let id = statement_id(&path)?;
+    let actor = caller.name;
+    let statement = state
+        .db(move |conn| Ok(store::revise(conn, &actor, &id)?))
+        .await?;
+    Ok(HttpResponse::Created().json(StatementResponse::from(statement)))
+}

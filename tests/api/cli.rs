@@ -1,0 +1,110 @@
+use std::process::Command;
+
+use crate::helpers::spawn_app;
+
+fn herald(database_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .env("HERALD_DATABASE_URL", database_url)
+        .env("HERALD_LOG", "error")
+        .output()
+        .expect("run herald")
+}
+
+#[tokio::test]
+async fn keys_created_and_revoked_with_the_cli_take_effect_on_a_running_server() {
+    let app = spawn_app().await;
+    let out = herald(
+        &app.database_url,
+        &["keys", "create", "--name", "dana", "--role", "approver"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().trim().to_string();
+    assert!(
+        key.starts_with("hrld_"),
+        "the key is alone on the last line: {stdout}"
+    );
+
+    assert_eq!(app.get(&key, "/v1/statements").await.status, 200);
+
+    let listed = herald(&app.database_url, &["keys", "list"]);
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listing.contains("dana") && listing.contains("approver"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&key), "a listing never shows a key");
+
+    let out = herald(&app.database_url, &["keys", "revoke", "dana"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.get(&key, "/v1/statements").await.problem(401);
+
+    let log = app.get(&app.admin, "/v1/log?actor=cli").await.ok();
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["key.revoked", "key.created"]);
+}
+
+#[tokio::test]
+async fn the_cli_refuses_an_unknown_role_and_a_duplicate_name() {
+    let app = spawn_app().await;
+    let out = herald(
+        &app.database_url,
+        &["keys", "create", "--name", "eve", "--role", "root"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
+    assert!(herald(
+        &app.database_url,
+        &["keys", "create", "--name", "eve", "--role", "viewer"]
+    )
+    .status
+    .success());
+    let again = herald(
+        &app.database_url,
+        &["keys", "create", "--name", "eve", "--role", "viewer"],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[tokio::test]
+async fn log_verify_exits_zero_on_an_intact_chain() {
+    let app = spawn_app().await;
+    app.draft(&app.admin, "minor").await;
+    let out = herald(&app.database_url, &["log", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
+}
+
+#[tokio::test]
+async fn the_openapi_command_prints_the_committed_document() {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap();
+    assert!(
+        out.stdout == committed,
+        "`herald openapi` differs from openapi/openapi.json"
+    );
+}

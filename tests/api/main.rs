@@ -1,0 +1,16 @@
+//! The API integration tests: one binary, the real server, a real database
+//! (SQLite by default; PostgreSQL when HERALD_TEST_DATABASE_URL is set).
+
+mod helpers;
+
+mod accounts;
+mod approval;
+mod auth;
+mod cli;
+mod errors;
+mod idempotency;
+mod log;
+mod openapi;
+mod readme;
+mod statements;
+mod text_rules;
