@@ -164,6 +164,7 @@ pub fn list(
 /// `disabled`, hidden from the API) so the history that names it still reads.
 pub fn remove(conn: &mut DbConnection, actor: &str, id: &str) -> Result<(), AccountError> {
     db::write_tx(conn, |conn| {
+        db::lock_row(conn, db::LockableTable::Accounts, id)?;
         let row = find(conn, id)?.ok_or_else(|| AccountError::NotFound(id.to_string()))?;
         let now = db::now();
         diesel::update(accounts::table.find(id))

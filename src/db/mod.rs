@@ -167,10 +167,13 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
             pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
             result?
         }
-        DbConnection::Sqlite(lite) => lite
-            .run_pending_migrations(SQLITE_MIGRATIONS)
-            .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?,
+        // An immediate transaction holds the write lock, so a CLI command and
+        // a starting server never run the same migration twice.
+        DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
+            lite.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+        })?,
     };
     Ok(applied)
 }
@@ -202,6 +205,40 @@ pub fn take_write_gate(conn: &mut DbConnection) -> QueryResult<()> {
         .set(ticks.eq(ticks + 1))
         .execute(conn)?;
     Ok(())
+}
+
+/// Lock one row until the transaction ends. On PostgreSQL this is
+/// `SELECT … FOR UPDATE`, so two instances changing the same resource take
+/// turns (two approvals of a severe statement both count); on SQLite the
+/// write transaction already excludes every other writer.
+pub fn lock_row(conn: &mut DbConnection, table: LockableTable, id: &str) -> QueryResult<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query(format!(
+            "SELECT 1 FROM {} WHERE id = $1 FOR UPDATE",
+            table.name()
+        ))
+        .bind::<diesel::sql_types::Text, _>(id)
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Tables whose rows [`lock_row`] may lock (a closed list: no SQL from outside).
+#[derive(Debug, Clone, Copy)]
+pub enum LockableTable {
+    Statements,
+    Accounts,
+    ApiKeys,
+}
+
+impl LockableTable {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Statements => "statements",
+            Self::Accounts => "accounts",
+            Self::ApiKeys => "api_keys",
+        }
+    }
 }
 
 /// The current instant, truncated to microseconds so that it reads back the

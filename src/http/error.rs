@@ -179,7 +179,10 @@ impl From<diesel::result::Error> for ApiError {
             }
             other => {
                 let text = other.to_string();
-                if text.contains("database is locked") || text.contains("database is busy") {
+                if text.contains("database is locked")
+                    || text.contains("database is busy")
+                    || text.contains("deadlock detected")
+                {
                     Self::Unavailable("the database is busy; retry the request".into())
                 } else {
                     Self::Internal(text)

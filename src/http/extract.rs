@@ -72,22 +72,51 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; a JSON object is expected".into(),
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
-        } else {
-            ApiError::invalid(
-                field_name(&path, &inner.to_string()),
-                clean_message(&inner.to_string()),
-            )
-        }
-    })?;
-    de.end()
+    let document: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    // Text columns cannot hold NUL (PostgreSQL refuses it): say so up front.
+    if let Some(path) = find_nul(&document, String::new()) {
+        return Err(ApiError::invalid(
+            path,
+            "contains a NUL character (\\u0000), which is not allowed",
+        ));
+    }
+    serde_path_to_error::deserialize(document).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        ApiError::invalid(field_name(&path, &message), clean_message(&message))
+    })
+}
+
+/// The path of the first string (key or value) that contains NUL.
+fn find_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    let at = |path: &str| {
+        if path.is_empty() {
+            "body".to_string()
+        } else {
+            path.to_string()
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at(&path)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(at(&path))
+            } else {
+                find_nul(v, child)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// serde reports a missing field at its parent's path; name the field itself.
@@ -128,6 +157,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some((name, _)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(ApiError::invalid(
+            name.replace('\0', ""),
+            "contains a NUL character, which is not allowed",
+        ));
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|error| {
         let path = error.path().to_string();
@@ -184,6 +221,24 @@ mod tests {
             field_of(parse_json(br#"{"title":"t","items":[],"x":1}"#)),
             "x"
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_their_path() {
+        assert_eq!(
+            field_of(parse_json(br#"{"title":"a\u0000b","items":[]}"#)),
+            "title"
+        );
+        assert_eq!(
+            field_of(parse_json(
+                br#"{"title":"t","items":[{"n":1,"x\u0000":2}]}"#
+            )),
+            "items[0]"
+        );
+        assert!(matches!(
+            parse_query::<std::collections::HashMap<String, String>>("a=%00"),
+            Err(ApiError::Validation { .. })
+        ));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Liveness and readiness probes.
 
+use std::time::Duration;
+
 use actix_web::{get, web, HttpResponse};
 use diesel::connection::SimpleConnection;
 use serde::Serialize;
@@ -38,12 +40,16 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let backend = state.backend;
-    state
-        .db(|conn| {
-            conn.batch_execute("SELECT 1")
-                .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))
-        })
-        .await?;
+    let pool = state.pool.clone();
+    // A probe must answer quickly, not wait out the pool's usual timeout.
+    web::block(move || {
+        let mut conn = pool
+            .get_timeout(Duration::from_secs(2))
+            .map_err(|e| ApiError::Unavailable(format!("no database connection: {e}")))?;
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(Health {
         status: "ok".into(),
         database: Some(backend.into()),

@@ -138,6 +138,9 @@ pub async fn revoke_key(
 ) -> ApiResult<HttpResponse> {
     caller.require(Capability::Administer)?;
     let name = path.into_inner();
+    if super::validate_name(&name).is_err() {
+        return Err(KeyError::NotFound(name).into());
+    }
     let actor = caller.name;
     let key = state
         .db(move |conn| Ok(store::revoke(conn, &actor, &name)?))

@@ -116,6 +116,7 @@ pub fn revoke(conn: &mut DbConnection, actor: &str, name: &str) -> Result<ApiKey
             .first(conn)
             .optional()?
             .ok_or_else(|| KeyError::NotFound(name.to_string()))?;
+        db::lock_row(conn, db::LockableTable::ApiKeys, &row.id)?;
         if row.revoked_at.is_some() {
             return Err(KeyError::AlreadyRevoked(name.to_string()));
         }

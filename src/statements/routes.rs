@@ -1,5 +1,6 @@
 //! Statement routes: parse, authorize, call the store, answer.
 
+use actix_web::http::StatusCode;
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -7,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::store::{self, ListFilter, NewStatement, Statement, StatementError, StatementPatch};
 use super::{effective_severity, validate_title, validate_variant, Kind, Severity, Status};
 use crate::app::AppState;
+use crate::db::DbConnection;
 use crate::http::auth::{Caller, Capability};
 use crate::http::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, ApiQuery};
@@ -243,6 +245,23 @@ fn ok(statement: Statement) -> HttpResponse {
     HttpResponse::Ok().json(StatementResponse::from(statement))
 }
 
+/// The shape of every body-less action on a statement: check the role, parse
+/// the id, run the store transition, answer with the statement as it now is.
+async fn transition(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    capability: Capability,
+    action: fn(&mut DbConnection, &str, &str) -> Result<Statement, StatementError>,
+    status: StatusCode,
+) -> ApiResult<HttpResponse> {
+    caller.require(capability)?;
+    let id = statement_id(&path)?;
+    let actor = caller.name;
+    let statement = state.db(move |conn| Ok(action(conn, &actor, &id)?)).await?;
+    Ok(HttpResponse::build(status).json(StatementResponse::from(statement)))
+}
+
 /// Create a draft statement.
 #[utoipa::path(
     tag = "statements",
@@ -456,13 +475,15 @@ pub async fn submit_statement(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(Capability::WriteStatements)?;
-    let id = statement_id(&path)?;
-    let actor = caller.name;
-    let statement = state
-        .db(move |conn| Ok(store::submit(conn, &actor, &id)?))
-        .await?;
-    Ok(ok(statement))
+    transition(
+        state,
+        caller,
+        path,
+        Capability::WriteStatements,
+        store::submit,
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// Approve a statement in review. Its editors may not; a severe crisis needs two approvers.
@@ -478,13 +499,15 @@ pub async fn approve_statement(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(Capability::Approve)?;
-    let id = statement_id(&path)?;
-    let actor = caller.name;
-    let statement = state
-        .db(move |conn| Ok(store::approve(conn, &actor, &id)?))
-        .await?;
-    Ok(ok(statement))
+    transition(
+        state,
+        caller,
+        path,
+        Capability::Approve,
+        store::approve,
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// Reject a statement in review, with the reason.
@@ -537,13 +560,15 @@ pub async fn retire_statement(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(Capability::WriteStatements)?;
-    let id = statement_id(&path)?;
-    let actor = caller.name;
-    let statement = state
-        .db(move |conn| Ok(store::retire(conn, &actor, &id)?))
-        .await?;
-    Ok(ok(statement))
+    transition(
+        state,
+        caller,
+        path,
+        Capability::WriteStatements,
+        store::retire,
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// Start a new draft version of an approved statement (approved content is frozen).
@@ -559,11 +584,13 @@ pub async fn revise_statement(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(Capability::WriteStatements)?;
-    let id = statement_id(&path)?;
-    let actor = caller.name;
-    let statement = state
-        .db(move |conn| Ok(store::revise(conn, &actor, &id)?))
-        .await?;
-    Ok(HttpResponse::Created().json(StatementResponse::from(statement)))
+    transition(
+        state,
+        caller,
+        path,
+        Capability::WriteStatements,
+        store::revise,
+        StatusCode::CREATED,
+    )
+    .await
 }

@@ -151,6 +151,27 @@ fn get(conn: &mut DbConnection, id: &str) -> Result<Statement> {
     find(conn, id)?.ok_or_else(|| StatementError::NotFound(id.to_string()))
 }
 
+/// Load a statement inside a write transaction, holding its row until commit,
+/// and check it is in one of the `allowed` states for `action`.
+fn get_for(
+    conn: &mut DbConnection,
+    id: &str,
+    allowed: &[Status],
+    action: &str,
+) -> Result<Statement> {
+    db::lock_row(conn, db::LockableTable::Statements, id)?;
+    let statement = get(conn, id)?;
+    if !allowed.is_empty() && !allowed.contains(&statement.status) {
+        let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        return Err(StatementError::Conflict(format!(
+            "only a statement that is {} can be {action}; this one is {}",
+            names.join(" or "),
+            statement.status.as_str()
+        )));
+    }
+    Ok(statement)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub status: Option<Status>,
@@ -294,7 +315,7 @@ fn insert_variants(
 /// Load a statement whose content is about to change: it must be a draft or
 /// rejected. A rejected statement goes back to draft; the actor joins its editors.
 fn open_for_edit(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
-    let statement = get(conn, id)?;
+    let statement = get_for(conn, id, &[], "edited")?;
     if let Some(reason) = edit_refusal(statement.status) {
         return Err(StatementError::Conflict(reason.replace("{id}", id)));
     }
@@ -455,13 +476,7 @@ fn set_status(conn: &mut DbConnection, id: &str, status: Status) -> QueryResult<
 
 pub fn submit(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
     db::write_tx(conn, |conn| {
-        let statement = get(conn, id)?;
-        if !matches!(statement.status, Status::Draft | Status::Rejected) {
-            return Err(StatementError::Conflict(format!(
-                "only a draft or rejected statement can be submitted; this one is {}",
-                statement.status.as_str()
-            )));
-        }
+        let statement = get_for(conn, id, &[Status::Draft, Status::Rejected], "submitted")?;
         if statement.variants.is_empty() {
             return Err(StatementError::Invalid {
                 field: "variants".into(),
@@ -493,13 +508,7 @@ pub fn submit(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
 
 pub fn approve(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
     db::write_tx(conn, |conn| {
-        let statement = get(conn, id)?;
-        if statement.status != Status::InReview {
-            return Err(StatementError::Conflict(format!(
-                "only a statement in review can be approved; this one is {}",
-                statement.status.as_str()
-            )));
-        }
+        let statement = get_for(conn, id, &[Status::InReview], "approved")?;
         if statement.editors.iter().any(|e| e == actor) {
             return Err(StatementError::Forbidden(format!(
                 "'{actor}' wrote this statement and cannot approve it: another approver must (four eyes)"
@@ -521,6 +530,12 @@ pub fn approve(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Stateme
         let count = statement.approvals.len() + 1;
         let required = statement.required_approvals();
         let complete = count >= required;
+        // Take every row lock before the log append takes the write gate:
+        // one lock order everywhere (rows, then gate) means no deadlock.
+        let previous = match (&statement.row.previous_version_id, complete) {
+            (Some(previous), true) => Some(get_for(conn, previous, &[], "superseded")?),
+            _ => None,
+        };
         if complete {
             diesel::update(statements::table.find(id))
                 .set((
@@ -541,23 +556,18 @@ pub fn approve(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Stateme
                     "status": if complete { "approved" } else { "in_review" },
                 })),
         )?;
-        if complete {
-            if let Some(previous) = &statement.row.previous_version_id {
-                let old = get(conn, previous)?;
-                if old.status == Status::Approved {
-                    set_status(conn, previous, Status::Superseded)?;
-                    log::store::append(
-                        conn,
-                        NewEvent::new(actor, "statement.superseded")
-                            .statement(previous)
-                            .details(json!({
-                                "version": old.row.version,
-                                "superseded_by": id,
-                                "superseded_by_version": statement.row.version,
-                            })),
-                    )?;
-                }
-            }
+        if let Some(old) = previous.filter(|old| old.status == Status::Approved) {
+            set_status(conn, &old.row.id, Status::Superseded)?;
+            log::store::append(
+                conn,
+                NewEvent::new(actor, "statement.superseded")
+                    .statement(&old.row.id)
+                    .details(json!({
+                        "version": old.row.version,
+                        "superseded_by": id,
+                        "superseded_by_version": statement.row.version,
+                    })),
+            )?;
         }
         get(conn, id)
     })
@@ -565,13 +575,7 @@ pub fn approve(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Stateme
 
 pub fn reject(conn: &mut DbConnection, actor: &str, id: &str, reason: &str) -> Result<Statement> {
     db::write_tx(conn, |conn| {
-        let statement = get(conn, id)?;
-        if statement.status != Status::InReview {
-            return Err(StatementError::Conflict(format!(
-                "only a statement in review can be rejected; this one is {}",
-                statement.status.as_str()
-            )));
-        }
+        let statement = get_for(conn, id, &[Status::InReview], "rejected")?;
         diesel::delete(approvals::table.filter(approvals::statement_id.eq(id))).execute(conn)?;
         diesel::update(statements::table.find(id))
             .set((
@@ -596,7 +600,7 @@ pub fn reject(conn: &mut DbConnection, actor: &str, id: &str, reason: &str) -> R
 
 pub fn retire(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
     db::write_tx(conn, |conn| {
-        let statement = get(conn, id)?;
+        let statement = get_for(conn, id, &[], "retired")?;
         if statement.status == Status::Retired {
             return Err(StatementError::Conflict(
                 "the statement is already retired".into(),
@@ -626,13 +630,7 @@ pub fn retire(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
 /// Copy an approved version into a new draft version linked to it.
 pub fn revise(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
     db::write_tx(conn, |conn| {
-        let old = get(conn, id)?;
-        if old.status != Status::Approved {
-            return Err(StatementError::Conflict(format!(
-                "only an approved statement can be revised; this one is {} (edit drafts directly)",
-                old.status.as_str()
-            )));
-        }
+        let old = get_for(conn, id, &[Status::Approved], "revised")?;
         let open: Option<String> = statements::table
             .filter(statements::previous_version_id.eq(id))
             .filter(statements::status.eq_any([

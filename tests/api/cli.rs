@@ -108,3 +108,46 @@ async fn the_openapi_command_prints_the_committed_document() {
         "`herald openapi` differs from openapi/openapi.json"
     );
 }
+
+#[tokio::test]
+async fn serve_without_a_secret_key_generates_a_private_key_file_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("HERALD_BIND", "127.0.0.1:0")
+        .env_remove("HERALD_SECRET_KEY")
+        .env("HERALD_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let key_file = dir.path().join("herald.key");
+    for _ in 0..100 {
+        if key_file.exists() && db.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(key_file.exists(), "no key file: {stderr}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(herald::crypto::SecretKey::from_base64(&key).is_ok());
+    assert!(
+        stderr.contains("herald.key"),
+        "the log names the file: {stderr}"
+    );
+    assert!(
+        !stderr.contains(key.trim()),
+        "the key itself is never logged"
+    );
+}

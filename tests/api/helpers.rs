@@ -23,7 +23,7 @@ pub struct TestApp {
     _db: TestDatabase,
 }
 
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
@@ -55,7 +55,7 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-fn fresh_database() -> (String, TestDatabase) {
+pub fn fresh_database() -> (String, TestDatabase) {
     match std::env::var("HERALD_TEST_DATABASE_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
             let name = format!("herald_test_{}", uuid::Uuid::now_v7().simple());

@@ -7,6 +7,7 @@ mod accounts;
 mod approval;
 mod auth;
 mod cli;
+mod concurrency;
 mod errors;
 mod idempotency;
 mod log;
