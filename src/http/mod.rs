@@ -52,8 +52,86 @@ pub fn root_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(health::healthz).service(health::readyz);
 }
 
-/// Unknown paths and methods answer a problem, not an empty 404.
+/// Unknown paths answer a 404 problem; a known path with another method a
+/// 405 with `Allow`. The known paths are those of the OpenAPI document.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
+    let error = match allowed_methods(req.path()) {
+        Some(allow) if !allow.is_empty() => ApiError::MethodNotAllowed {
+            detail: format!(
+                "{} is not allowed on {}; use {}",
+                req.method(),
+                req.path(),
+                allow.join(", ")
+            ),
+            allow,
+        },
+        _ => ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())),
+    };
+    error.error_response()
+}
+
+/// The methods the API serves on `path`, if it matches a documented route.
+fn allowed_methods(path: &str) -> Option<Vec<String>> {
+    static ROUTES: std::sync::OnceLock<Vec<(String, Vec<String>)>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        openapi::document()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let allow = methods
+                    .iter()
+                    .filter(|(_, present)| *present)
+                    .map(|(m, _)| m.to_string())
+                    .collect();
+                (template.clone(), allow)
+            })
+            .collect()
+    });
+    routes
+        .iter()
+        .find(|(template, _)| path_matches(template, path))
+        .map(|(_, allow)| allow.clone())
+}
+
+/// `/v1/statements/{id}` matches `/v1/statements/abc` (one non-empty segment per parameter).
+fn path_matches(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    t.len() == p.len()
+        && t.iter().zip(&p).all(|(t, p)| {
+            if t.starts_with('{') && t.ends_with('}') {
+                !p.is_empty()
+            } else {
+                t == p
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_one_segment_per_parameter() {
+        assert!(path_matches("/v1/statements/{id}", "/v1/statements/abc"));
+        assert!(!path_matches("/v1/statements/{id}", "/v1/statements/"));
+        assert!(!path_matches("/v1/statements/{id}", "/v1/statements/a/b"));
+        assert!(path_matches("/v1/log.csv", "/v1/log.csv"));
+    }
+
+    #[test]
+    fn known_paths_list_their_methods() {
+        let allow = allowed_methods("/v1/statements/0190/variants/x").unwrap();
+        assert_eq!(allow, ["PUT", "DELETE"]);
+        assert!(allowed_methods("/v1/nowhere").is_none());
+    }
 }

@@ -156,3 +156,14 @@ async fn health_and_readiness_answer() {
     };
     assert_eq!(ready["database"], expected);
 }
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_a_405_with_allow() {
+    let app = spawn_app().await;
+    let reply = app.delete(&app.admin, "/v1/statements").await;
+    reply.problem(405);
+    assert_eq!(reply.headers.get("allow").unwrap(), "GET, POST");
+    let id = app.draft(&app.admin, "minor").await;
+    let reply = app.act(&app.admin, &format!("/v1/statements/{id}")).await;
+    reply.problem(405);
+}
