@@ -29,10 +29,14 @@ impl From<AccountError> for ApiError {
 pub struct CreateAccount {
     pub platform: Platform,
     /// A name people recognise, unique per platform.
-    #[schema(example = "Kettle Co on mastodon.social")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        example = "Kettle Co on mastodon.social"
+    )]
     pub name: String,
     /// The network's API base URL (a Mastodon instance, a self-hosted PDS, a fake in tests).
-    #[schema(example = "https://mastodon.social")]
+    #[schema(format = "uri", example = "https://mastodon.social")]
     pub base_url: Option<String>,
     /// Write-only: encrypted at rest, never returned or logged. Fields per
     /// platform: mastodon `access_token`; bluesky `identifier`, `app_password`;
@@ -45,7 +49,7 @@ pub struct CreateAccount {
     #[schema(value_type = Object, example = json!({"access_token": "…"}))]
     pub credentials: serde_json::Map<String, serde_json::Value>,
     /// Mastodon only: the instance's character limit, when not 500.
-    #[schema(example = 500)]
+    #[schema(minimum = 1, maximum = 100000, example = 500)]
     pub max_characters: Option<i32>,
 }
 
@@ -97,7 +101,8 @@ pub struct AccountPage {
 pub struct ListAccounts {
     pub status: Option<AccountStatus>,
     pub platform: Option<Platform>,
-    /// 1–200, default 50.
+    /// Page size, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

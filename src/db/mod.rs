@@ -110,13 +110,22 @@ impl ConnectionFactory {
             DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000;
-                     PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;",
-                )
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                let setup = |conn: &mut SqliteConnection, sql: &str| {
+                    conn.batch_execute(sql)
+                        .map_err(ConnectionError::CouldntSetupConfiguration)
+                };
+                setup(&mut conn, "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")?;
+                // Switching a new file to WAL needs a moment alone with it, and
+                // SQLite does not wait for that through busy_timeout: retry.
+                let mut attempts = 0;
+                while let Err(error) = setup(&mut conn, "PRAGMA journal_mode = WAL;") {
+                    attempts += 1;
+                    if attempts >= 100 || !error.to_string().contains("locked") {
+                        return Err(error);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                setup(&mut conn, "PRAGMA synchronous = NORMAL;")?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

@@ -157,15 +157,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    if let Some((name, _)) =
-        form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
-    {
-        return Err(ApiError::invalid(
-            name.replace('\0', ""),
-            "contains a NUL character, which is not allowed",
-        ));
-    }
-    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    // Nothing stored contains NUL (bodies refuse it), so a NUL in a filter
+    // can match nothing; replace it rather than let PostgreSQL choke on it.
+    let cleaned = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v.replace('\0', "\u{FFFD}"))),
+        )
+        .finish();
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(cleaned.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|error| {
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
@@ -235,10 +235,8 @@ mod tests {
             )),
             "items[0]"
         );
-        assert!(matches!(
-            parse_query::<std::collections::HashMap<String, String>>("a=%00"),
-            Err(ApiError::Validation { .. })
-        ));
+        let query: std::collections::HashMap<String, String> = parse_query("a=x%00").unwrap();
+        assert_eq!(query["a"], "x\u{FFFD}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn decode_cursor(cursor: &str) -> Option<String> {
 /// A cursor over UUID ids.
 pub fn id_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
     cursor
+        .filter(|c| !c.is_empty())
         .map(|c| {
             decode_cursor(c)
                 .filter(|id| uuid::Uuid::parse_str(id).is_ok())
@@ -45,6 +46,7 @@ pub fn id_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
 /// A cursor over integer sequence numbers.
 pub fn seq_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
     cursor
+        .filter(|c| !c.is_empty())
         .map(|c| {
             decode_cursor(c)
                 .and_then(|s| s.parse::<i64>().ok())

@@ -27,7 +27,7 @@ impl From<KeyError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// The actor name in the publish log: letters, digits and `. _ @ -`.
-    #[schema(example = "alice")]
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$", example = "alice")]
     pub name: String,
     pub role: Role,
 }

@@ -30,7 +30,8 @@ pub struct LogQuery {
     /// Events before this instant (RFC 3339 with offset).
     #[param(format = DateTime)]
     pub to: Option<String>,
-    /// 1–200, default 50 (the CSV export ignores it and returns every match).
+    /// Page size, default 50 (the CSV export ignores it and returns every match).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

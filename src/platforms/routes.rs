@@ -25,7 +25,7 @@ pub struct CheckVariant {
     )]
     pub text: String,
     /// A limit other than the network's default (a Mastodon instance's `max_characters`).
-    #[schema(example = 500)]
+    #[schema(minimum = 1, example = 500)]
     pub limit: Option<usize>,
 }
 

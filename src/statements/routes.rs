@@ -32,7 +32,9 @@ impl From<StatementError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct VariantInput {
     pub platform: Platform,
+    /// Checked against the platform's rules (see `POST /v1/variants/check`).
     #[schema(
+        min_length = 1,
         example = "We are recalling batch 42 of the K-200 kettle. Stop using it; refunds at https://example.com/recall"
     )]
     pub text: String,
@@ -41,7 +43,7 @@ pub struct VariantInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStatement {
-    #[schema(example = "K-200 kettle recall")]
+    #[schema(min_length = 1, max_length = 200, example = "K-200 kettle recall")]
     pub title: String,
     pub kind: Kind,
     /// Crisis statements only; defaults to `moderate`. `severe` needs two approvers.
@@ -55,6 +57,7 @@ pub struct CreateStatement {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateStatement {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     pub kind: Option<Kind>,
     /// `null` clears it (routine statements have none).
@@ -77,6 +80,7 @@ where
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutVariant {
+    #[schema(min_length = 1)]
     pub text: String,
 }
 
@@ -84,7 +88,11 @@ pub struct PutVariant {
 #[serde(deny_unknown_fields)]
 pub struct RejectStatement {
     /// Why, for the author: what to change.
-    #[schema(example = "Name the affected batch numbers")]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        example = "Name the affected batch numbers"
+    )]
     pub reason: String,
 }
 
@@ -202,7 +210,8 @@ pub struct ListStatements {
     pub kind: Option<Kind>,
     /// Only the versions of one statement.
     pub lineage_id: Option<String>,
-    /// 1–200, default 50.
+    /// Page size, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
