@@ -114,7 +114,10 @@ impl ConnectionFactory {
                     conn.batch_execute(sql)
                         .map_err(ConnectionError::CouldntSetupConfiguration)
                 };
-                setup(&mut conn, "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")?;
+                setup(
+                    &mut conn,
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )?;
                 // Switching a new file to WAL needs a moment alone with it, and
                 // SQLite does not wait for that through busy_timeout: retry.
                 let mut attempts = 0;

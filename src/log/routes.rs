@@ -130,6 +130,7 @@ pub async fn export_log_csv(
 ) -> ApiResult<HttpResponse> {
     caller.require(Capability::Manage)?;
     let filter = filter_of(&query)?;
+    pagination::limit(query.limit)?;
     let csv = state
         .db(move |conn| {
             let mut out = csv::Writer::from_writer(Vec::new());

@@ -9,6 +9,7 @@
 //!                                      (when the new version is approved, this one is superseded)
 //! ```
 
+pub mod dto;
 pub mod routes;
 pub mod store;
 

@@ -1,0 +1,216 @@
+//! Content edits: create, change, add or remove variants. Only drafts and
+//! rejected statements can change (a rejected one returns to draft).
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::{get, get_for, insert_variants, Result, Statement, StatementError, StatementRow};
+use crate::db::schema::{statements, variants};
+use crate::db::{self, DbConnection};
+use crate::log::{self, NewEvent};
+use crate::platforms::Platform;
+use crate::statements::{edit_refusal, effective_severity, Kind, Severity, Status};
+
+/// A validated new statement.
+#[derive(Debug, Clone)]
+pub struct NewStatement {
+    pub title: String,
+    pub kind: Kind,
+    pub severity: Option<Severity>,
+    pub variants: Vec<(Platform, String)>,
+}
+
+pub fn create(conn: &mut DbConnection, actor: &str, new: NewStatement) -> Result<Statement> {
+    db::write_tx(conn, |conn| {
+        let id = db::new_id();
+        let now = db::now();
+        let row = StatementRow {
+            id: id.clone(),
+            lineage_id: id.clone(),
+            version: 1,
+            previous_version_id: None,
+            title: new.title.clone(),
+            kind: new.kind.as_str().into(),
+            severity: new.severity.map(|s| s.as_str().into()),
+            status: Status::Draft.as_str().into(),
+            author: actor.into(),
+            editors: json!([actor]).to_string(),
+            rejection_reason: None,
+            created_at: now,
+            updated_at: now,
+            submitted_at: None,
+            approved_at: None,
+            retired_at: None,
+        };
+        diesel::insert_into(statements::table)
+            .values(&row)
+            .execute(conn)?;
+        insert_variants(conn, &id, &new.variants, now)?;
+        let platforms: Vec<&str> = new.variants.iter().map(|(p, _)| p.as_str()).collect();
+        log::store::append(
+            conn,
+            NewEvent::new(actor, "statement.created")
+                .statement(&id)
+                .details(json!({
+                    "title": new.title,
+                    "kind": new.kind.as_str(),
+                    "severity": new.severity.map(Severity::as_str),
+                    "version": 1,
+                    "platforms": platforms,
+                })),
+        )?;
+        get(conn, &id)
+    })
+}
+
+/// Load a statement whose content is about to change: it must be a draft or
+/// rejected. A rejected statement goes back to draft; the actor joins its editors.
+fn open_for_edit(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
+    let statement = get_for(conn, id, &[], "edited")?;
+    if let Some(reason) = edit_refusal(statement.status) {
+        return Err(StatementError::Conflict(reason.replace("{id}", id)));
+    }
+    let mut editors = statement.editors.clone();
+    if !editors.iter().any(|e| e == actor) {
+        editors.push(actor.to_string());
+    }
+    diesel::update(statements::table.find(id))
+        .set((
+            statements::status.eq(Status::Draft.as_str()),
+            statements::editors.eq(json!(editors).to_string()),
+            statements::updated_at.eq(db::now()),
+        ))
+        .execute(conn)?;
+    Ok(statement)
+}
+
+/// Changes to the statement itself (title, kind, severity, all variants).
+#[derive(Debug, Clone, Default)]
+pub struct StatementPatch {
+    pub title: Option<String>,
+    pub kind: Option<Kind>,
+    /// `Some(None)` clears it.
+    pub severity: Option<Option<Severity>>,
+    pub variants: Option<Vec<(Platform, String)>>,
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    actor: &str,
+    id: &str,
+    patch: StatementPatch,
+) -> Result<Statement> {
+    db::write_tx(conn, |conn| {
+        let before = open_for_edit(conn, actor, id)?;
+        let kind = patch.kind.unwrap_or(before.kind);
+        let wanted = match patch.severity {
+            Some(explicit) => explicit,
+            // Switching to routine drops the severity; staying crisis keeps it.
+            None if kind == Kind::Routine => None,
+            None => before.severity,
+        };
+        let severity =
+            effective_severity(kind, wanted).map_err(|message| StatementError::Invalid {
+                field: "severity".into(),
+                message,
+            })?;
+        let mut changed = Vec::new();
+        if let Some(title) = &patch.title {
+            if *title != before.row.title {
+                changed.push("title");
+            }
+        }
+        if kind != before.kind {
+            changed.push("kind");
+        }
+        if severity != before.severity {
+            changed.push("severity");
+        }
+        diesel::update(statements::table.find(id))
+            .set((
+                statements::title.eq(patch.title.clone().unwrap_or(before.row.title.clone())),
+                statements::kind.eq(kind.as_str()),
+                statements::severity.eq(severity.map(Severity::as_str)),
+            ))
+            .execute(conn)?;
+        if let Some(list) = &patch.variants {
+            diesel::delete(variants::table.filter(variants::statement_id.eq(id))).execute(conn)?;
+            insert_variants(conn, id, list, db::now())?;
+            changed.push("variants");
+        }
+        log::store::append(
+            conn,
+            NewEvent::new(actor, "statement.edited")
+                .statement(id)
+                .details(json!({
+                    "changed": changed,
+                    "title": patch.title,
+                    "kind": kind.as_str(),
+                    "severity": severity.map(Severity::as_str),
+                    "status_before": before.status.as_str(),
+                })),
+        )?;
+        get(conn, id)
+    })
+}
+
+/// Create or replace the variant for one platform.
+pub fn put_variant(
+    conn: &mut DbConnection,
+    actor: &str,
+    id: &str,
+    platform: Platform,
+    text: &str,
+) -> Result<(Statement, bool)> {
+    db::write_tx(conn, |conn| {
+        let before = open_for_edit(conn, actor, id)?;
+        let existed = before.variants.iter().any(|(p, _)| *p == platform);
+        if existed {
+            diesel::update(variants::table.find((id, platform.as_str())))
+                .set((variants::text.eq(text), variants::updated_at.eq(db::now())))
+                .execute(conn)?;
+        } else {
+            insert_variants(conn, id, &[(platform, text.to_string())], db::now())?;
+        }
+        log::store::append(
+            conn,
+            NewEvent::new(actor, "statement.edited")
+                .statement(id)
+                .details(json!({
+                    "changed": ["variants"],
+                    "platform": platform.as_str(),
+                    "variant": if existed { "replaced" } else { "added" },
+                })),
+        )?;
+        Ok((get(conn, id)?, !existed))
+    })
+}
+
+pub fn delete_variant(
+    conn: &mut DbConnection,
+    actor: &str,
+    id: &str,
+    platform: Platform,
+) -> Result<Statement> {
+    db::write_tx(conn, |conn| {
+        let before = open_for_edit(conn, actor, id)?;
+        if !before.variants.iter().any(|(p, _)| *p == platform) {
+            return Err(StatementError::Invalid {
+                field: "platform".into(),
+                message: format!("the statement has no {platform} variant"),
+            });
+        }
+        diesel::delete(variants::table.find((id, platform.as_str()))).execute(conn)?;
+        log::store::append(
+            conn,
+            NewEvent::new(actor, "statement.edited")
+                .statement(id)
+                .details(json!({
+                    "changed": ["variants"],
+                    "platform": platform.as_str(),
+                    "variant": "removed",
+                })),
+        )?;
+        get(conn, id)
+    })
+}
