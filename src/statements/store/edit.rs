@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use serde_json::json;
 
-use super::{get, get_for, insert_variants, Result, Statement, StatementError, StatementRow};
+use super::{get, get_for, insert_draft, insert_variants, Result, Statement, StatementError};
 use crate::db::schema::{statements, variants};
 use crate::db::{self, DbConnection};
 use crate::log::{self, NewEvent};
@@ -22,30 +22,7 @@ pub struct NewStatement {
 
 pub fn create(conn: &mut DbConnection, actor: &str, new: NewStatement) -> Result<Statement> {
     db::write_tx(conn, |conn| {
-        let id = db::new_id();
-        let now = db::now();
-        let row = StatementRow {
-            id: id.clone(),
-            lineage_id: id.clone(),
-            version: 1,
-            previous_version_id: None,
-            title: new.title.clone(),
-            kind: new.kind.as_str().into(),
-            severity: new.severity.map(|s| s.as_str().into()),
-            status: Status::Draft.as_str().into(),
-            author: actor.into(),
-            editors: json!([actor]).to_string(),
-            rejection_reason: None,
-            created_at: now,
-            updated_at: now,
-            submitted_at: None,
-            approved_at: None,
-            retired_at: None,
-        };
-        diesel::insert_into(statements::table)
-            .values(&row)
-            .execute(conn)?;
-        insert_variants(conn, &id, &new.variants, now)?;
+        let id = insert_draft(conn, actor, &new, None)?;
         let platforms: Vec<&str> = new.variants.iter().map(|(p, _)| p.as_str()).collect();
         log::store::append(
             conn,

@@ -242,6 +242,52 @@ pub fn list(
         .collect()
 }
 
+/// The version a new draft continues: its lineage, its number, its predecessor.
+pub(super) struct Lineage {
+    pub lineage_id: String,
+    pub version: i32,
+    pub previous_version_id: String,
+}
+
+/// Insert a draft version with its variants, authored by `actor`; returns its id.
+/// Without a `lineage` it is version 1 of a new statement.
+pub(super) fn insert_draft(
+    conn: &mut DbConnection,
+    actor: &str,
+    draft: &NewStatement,
+    lineage: Option<Lineage>,
+) -> QueryResult<String> {
+    let id = db::new_id();
+    let now = db::now();
+    let (lineage_id, version, previous_version_id) = match lineage {
+        Some(l) => (l.lineage_id, l.version, Some(l.previous_version_id)),
+        None => (id.clone(), 1, None),
+    };
+    let row = StatementRow {
+        id: id.clone(),
+        lineage_id,
+        version,
+        previous_version_id,
+        title: draft.title.clone(),
+        kind: draft.kind.as_str().into(),
+        severity: draft.severity.map(|s| s.as_str().into()),
+        status: Status::Draft.as_str().into(),
+        author: actor.into(),
+        editors: serde_json::json!([actor]).to_string(),
+        rejection_reason: None,
+        created_at: now,
+        updated_at: now,
+        submitted_at: None,
+        approved_at: None,
+        retired_at: None,
+    };
+    diesel::insert_into(statements::table)
+        .values(&row)
+        .execute(conn)?;
+    insert_variants(conn, &id, &draft.variants, now)?;
+    Ok(id)
+}
+
 pub(super) fn insert_variants(
     conn: &mut DbConnection,
     statement_id: &str,

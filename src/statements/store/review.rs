@@ -5,13 +5,12 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::{
-    get, get_for, insert_variants, set_status, ApprovalRow, Result, Statement, StatementError,
-    StatementRow,
+    get, get_for, insert_draft, set_status, ApprovalRow, Lineage, NewStatement, Result, Statement,
+    StatementError,
 };
 use crate::db::schema::{approvals, statements};
 use crate::db::{self, DbConnection};
 use crate::log::{self, NewEvent};
-use crate::platforms::Platform;
 use crate::statements::Status;
 
 pub fn submit(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statement> {
@@ -191,35 +190,22 @@ pub fn revise(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
             .select(diesel::dsl::max(statements::version))
             .first(conn)?;
         let version = latest.unwrap_or(old.row.version) + 1;
-        let new_id = db::new_id();
-        let now = db::now();
-        let row = StatementRow {
-            id: new_id.clone(),
+        let draft = NewStatement {
+            title: old.row.title.clone(),
+            kind: old.kind,
+            severity: old.severity,
+            variants: old
+                .variants
+                .iter()
+                .map(|(p, v)| (*p, v.text.clone()))
+                .collect(),
+        };
+        let lineage = Lineage {
             lineage_id: old.row.lineage_id.clone(),
             version,
-            previous_version_id: Some(id.to_string()),
-            title: old.row.title.clone(),
-            kind: old.row.kind.clone(),
-            severity: old.row.severity.clone(),
-            status: Status::Draft.as_str().into(),
-            author: actor.into(),
-            editors: json!([actor]).to_string(),
-            rejection_reason: None,
-            created_at: now,
-            updated_at: now,
-            submitted_at: None,
-            approved_at: None,
-            retired_at: None,
+            previous_version_id: id.to_string(),
         };
-        diesel::insert_into(statements::table)
-            .values(&row)
-            .execute(conn)?;
-        let copied: Vec<(Platform, String)> = old
-            .variants
-            .iter()
-            .map(|(p, v)| (*p, v.text.clone()))
-            .collect();
-        insert_variants(conn, &new_id, &copied, now)?;
+        let new_id = insert_draft(conn, actor, &draft, Some(lineage))?;
         log::store::append(
             conn,
             NewEvent::new(actor, "statement.revised")
