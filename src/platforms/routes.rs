@@ -1,10 +1,12 @@
 //! `POST /v1/variants/check`: live counters for front-ends, nothing stored.
 
-use actix_web::{post, HttpResponse};
+use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Platform;
+use crate::accounts;
+use crate::app::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::ApiJson;
@@ -27,6 +29,9 @@ pub struct CheckVariant {
     /// A limit other than the network's default (a Mastodon instance's `max_characters`).
     #[schema(minimum = 1, example = 500)]
     pub limit: Option<usize>,
+    /// Measure against this account's own limit (a Mastodon instance's
+    /// `max_characters`); an explicit `limit` wins.
+    pub account_id: Option<String>,
 }
 
 /// How a text measures on one network.
@@ -61,6 +66,7 @@ pub struct CheckResponse {
 )]
 #[post("/variants/check")]
 pub async fn check_variants(
+    state: web::Data<AppState>,
     _caller: Caller,
     ApiJson(request): ApiJson<CheckRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -70,10 +76,47 @@ pub async fn check_variants(
             "at most 50 variants per check",
         ));
     }
+    let account_ids: Vec<(usize, String)> = request
+        .variants
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.account_id.clone().map(|id| (i, id)))
+        .collect();
+    let accounts = state
+        .db(move |conn| {
+            let mut found = Vec::new();
+            for (i, id) in account_ids {
+                let row = match uuid::Uuid::parse_str(&id) {
+                    Ok(_) => accounts::store::find(conn, &id)?,
+                    Err(_) => None,
+                };
+                found.push((i, id, row));
+            }
+            Ok(found)
+        })
+        .await?;
     let mut errors = Vec::new();
+    let mut account_limits = vec![None; request.variants.len()];
+    for (i, id, row) in accounts {
+        let field = format!("variants[{i}].account_id");
+        match row {
+            None => errors.push(FieldError::new(field, format!("no account with id '{id}'"))),
+            Some(row) if row.platform != request.variants[i].platform.as_str() => {
+                errors.push(FieldError::new(
+                    field,
+                    format!(
+                        "the account is on {}, not {}",
+                        row.platform, request.variants[i].platform
+                    ),
+                ))
+            }
+            Some(row) => {
+                account_limits[i] = row.max_characters.and_then(|n| usize::try_from(n).ok())
+            }
+        }
+    }
     let mut results = Vec::new();
     for (i, variant) in request.variants.iter().enumerate() {
-        let platform = variant.platform;
         if variant.limit == Some(0) {
             errors.push(FieldError::new(
                 format!("variants[{i}].limit"),
@@ -81,9 +124,10 @@ pub async fn check_variants(
             ));
             continue;
         }
-        let report = super::check(platform, &variant.text, variant.limit);
+        let limit = variant.limit.or(account_limits[i]);
+        let report = super::check(variant.platform, &variant.text, limit);
         results.push(CheckResult {
-            platform,
+            platform: variant.platform,
             used: report.used,
             limit: report.limit,
             unit: report.unit.to_string(),

@@ -136,3 +136,51 @@ async fn check_refuses_unknown_platforms_with_the_field_named() {
         .invalid("variants[0].platform");
     assert!(p["detail"].as_str().unwrap().contains("mastodon"), "{p}");
 }
+
+#[tokio::test]
+async fn check_uses_a_mastodon_accounts_own_limit_when_asked() {
+    let app = spawn_app().await;
+    let account = app
+        .post(
+            &app.admin,
+            "/v1/accounts",
+            json!({
+                "platform": "mastodon", "name": "big instance", "base_url": "https://big.example",
+                "credentials": {"access_token": "t"}, "max_characters": 1000
+            }),
+        )
+        .await
+        .ok();
+    let id = account["id"].as_str().unwrap();
+    let text = "a".repeat(600);
+    let r = app
+        .post(
+            &app.admin,
+            "/v1/variants/check",
+            json!({"variants": [
+                {"platform": "mastodon", "text": text, "account_id": id},
+                {"platform": "mastodon", "text": text},
+            ]}),
+        )
+        .await
+        .ok();
+    assert_eq!(r["variants"][0]["limit"], 1000);
+    assert_eq!(r["variants"][0]["ok"], true);
+    assert_eq!(r["variants"][1]["limit"], 500);
+    assert_eq!(r["variants"][1]["ok"], false);
+
+    app.post(
+        &app.admin,
+        "/v1/variants/check",
+        json!({"variants": [{"platform": "bluesky", "text": "x", "account_id": id}]}),
+    )
+    .await
+    .invalid("variants[0].account_id");
+    app.post(
+        &app.admin,
+        "/v1/variants/check",
+        json!({"variants": [{"platform": "mastodon", "text": "x", "account_id": "nope"}]}),
+    )
+    .await
+    .invalid("variants[0].account_id");
+}
