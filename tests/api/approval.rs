@@ -7,10 +7,7 @@ use crate::helpers::{make_named_key, spawn_app};
 async fn the_author_cannot_approve_their_own_statement_whatever_their_role() {
     let app = spawn_app().await;
     let manager = app.key(Role::Manager);
-    let id = app.draft(&manager, "minor").await;
-    app.act(&manager, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
+    let id = app.in_review(&manager, "minor").await;
     let p = app
         .act(&manager, &format!("/v1/statements/{id}/approve"))
         .await
@@ -76,10 +73,7 @@ async fn one_approval_is_enough_for_minor_moderate_and_routine_statements() {
 async fn a_severe_crisis_needs_two_distinct_approvers() {
     let app = spawn_app().await;
     let editor = app.key(Role::Editor);
-    let id = app.draft(&editor, "severe").await;
-    app.act(&editor, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
+    let id = app.in_review(&editor, "severe").await;
     let (first_name, first) = make_named_key(&app.pool, Role::Approver);
     let s = app
         .act(&first, &format!("/v1/statements/{id}/approve"))
@@ -125,10 +119,7 @@ async fn a_rejection_needs_a_reason_and_editing_returns_the_statement_to_draft()
     let app = spawn_app().await;
     let editor = app.key(Role::Editor);
     let approver = app.key(Role::Approver);
-    let id = app.draft(&editor, "severe").await;
-    app.act(&editor, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
+    let id = app.in_review(&editor, "severe").await;
     app.act(&approver, &format!("/v1/statements/{id}/approve"))
         .await
         .ok();

@@ -57,10 +57,7 @@ async fn each_role_may_do_exactly_what_the_matrix_allows() {
         }
 
         // Approve: approver, manager, admin.
-        let id = app.draft(&author, "minor").await;
-        app.act(&author, &format!("/v1/statements/{id}/submit"))
-            .await
-            .ok();
+        let id = app.in_review(&author, "minor").await;
         let approve = app.act(&key, &format!("/v1/statements/{id}/approve")).await;
         if matches!(role, Role::Approver | Role::Manager | Role::Admin) {
             assert_eq!(approve.status, 200, "{role:?} approve: {}", approve.text);

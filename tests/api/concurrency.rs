@@ -9,10 +9,7 @@ use crate::helpers::{fresh_database, spawn_app};
 async fn simultaneous_approvals_of_a_severe_statement_count_exactly_two() {
     let app = spawn_app().await;
     let editor = app.key(Role::Editor);
-    let id = app.draft(&editor, "severe").await;
-    app.act(&editor, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
+    let id = app.in_review(&editor, "severe").await;
     let approvers: Vec<String> = (0..6).map(|_| app.key(Role::Approver)).collect();
     let path = format!("/v1/statements/{id}/approve");
     let replies = join_all(approvers.iter().map(|key| app.act(key, &path))).await;

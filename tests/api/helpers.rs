@@ -279,12 +279,20 @@ impl TestApp {
         s["id"].as_str().unwrap().to_string()
     }
 
-    /// A statement approved by one fresh approver.
-    pub async fn approved(&self, author: &str) -> String {
-        let id = self.draft(author, "moderate").await;
-        self.act(author, &format!("/v1/statements/{id}/submit"))
+    /// A draft crisis statement, submitted for review by its author.
+    pub async fn in_review(&self, author: &str, severity: &str) -> String {
+        let id = self.draft(author, severity).await;
+        let s = self
+            .act(author, &format!("/v1/statements/{id}/submit"))
             .await
             .ok();
+        assert_eq!(s["status"], "in_review");
+        id
+    }
+
+    /// A statement approved by one fresh approver.
+    pub async fn approved(&self, author: &str) -> String {
+        let id = self.in_review(author, "moderate").await;
         let approver = self.key(Role::Approver);
         let s = self
             .act(&approver, &format!("/v1/statements/{id}/approve"))

@@ -11,10 +11,7 @@ async fn every_change_is_logged_with_its_actor_and_the_chain_verifies() {
     let app = spawn_app().await;
     let (author_name, author) = make_named_key(&app.pool, Role::Editor);
     let (approver_name, approver) = make_named_key(&app.pool, Role::Approver);
-    let id = app.draft(&author, "minor").await;
-    app.act(&author, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
+    let id = app.in_review(&author, "minor").await;
     app.act(&approver, &format!("/v1/statements/{id}/approve"))
         .await
         .ok();

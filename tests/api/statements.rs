@@ -232,10 +232,7 @@ async fn a_draft_can_be_edited_and_its_variants_replaced_or_removed() {
 async fn approved_content_is_frozen_and_in_review_content_too() {
     let app = spawn_app().await;
     let editor = app.key(Role::Editor);
-    let id = app.draft(&editor, "minor").await;
-    app.act(&editor, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
+    let id = app.in_review(&editor, "minor").await;
     app.patch(
         &editor,
         &format!("/v1/statements/{id}"),
