@@ -74,6 +74,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     }
     let document: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    if !document.is_object() {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    }
     // Text columns cannot hold NUL (PostgreSQL refuses it): say so up front.
     if let Some(path) = find_nul(&document, String::new()) {
         return Err(ApiError::invalid(
@@ -237,6 +240,12 @@ mod tests {
         );
         let query: std::collections::HashMap<String, String> = parse_query("a=x%00").unwrap();
         assert_eq!(query["a"], "x\u{FFFD}");
+    }
+
+    #[test]
+    fn the_body_must_be_an_object() {
+        assert_eq!(field_of(parse_json(b"[]")), "body");
+        assert_eq!(field_of(parse_json(b"\"text\"")), "body");
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub struct StatementResponse {
     pub editors: Vec<String>,
     pub approvals: Vec<ApprovalResponse>,
     pub approvals_required: usize,
+    /// SHA-256 of the title, kind, severity and variants: review events in the
+    /// publish log carry the same digest, proving which text was approved.
+    pub content_sha256: String,
     pub rejection_reason: Option<String>,
     pub variants: Vec<VariantResponse>,
     #[schema(value_type = String, format = DateTime)]
@@ -144,6 +147,7 @@ pub struct StatementResponse {
 impl From<Statement> for StatementResponse {
     fn from(s: Statement) -> Self {
         let approvals_required = s.required_approvals();
+        let content_sha256 = s.content_digest();
         let variants = s
             .variants
             .into_iter()
@@ -178,6 +182,7 @@ impl From<Statement> for StatementResponse {
                 })
                 .collect(),
             approvals_required,
+            content_sha256,
             rejection_reason: s.row.rejection_reason,
             variants,
             created_at: s.row.created_at.and_utc(),

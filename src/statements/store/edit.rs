@@ -124,6 +124,10 @@ pub fn update(
                     "title": patch.title,
                     "kind": kind.as_str(),
                     "severity": severity.map(Severity::as_str),
+                    "variants": patch.variants.as_ref().map(|list| list
+                        .iter()
+                        .map(|(p, text)| json!({"platform": p.as_str(), "text": text}))
+                        .collect::<Vec<_>>()),
                     "status_before": before.status.as_str(),
                 })),
         )?;
@@ -157,6 +161,7 @@ pub fn put_variant(
                     "changed": ["variants"],
                     "platform": platform.as_str(),
                     "variant": if existed { "replaced" } else { "added" },
+                    "text": text,
                 })),
         )?;
         Ok((get(conn, id)?, !existed))

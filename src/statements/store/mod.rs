@@ -73,6 +73,24 @@ impl Statement {
     pub fn required_approvals(&self) -> usize {
         required_approvals(self.kind, self.severity)
     }
+
+    /// SHA-256 (hex) of the content a review is about: title, kind, severity
+    /// and every variant. Review events carry it, so the log proves which
+    /// exact text was submitted and approved.
+    pub fn content_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let content = serde_json::json!({
+            "title": self.row.title,
+            "kind": self.kind.as_str(),
+            "severity": self.severity.map(Severity::as_str),
+            "variants": self
+                .variants
+                .iter()
+                .map(|(p, v)| (p.as_str(), v.text.as_str()))
+                .collect::<Vec<_>>(),
+        });
+        hex::encode(Sha256::digest(content.to_string().as_bytes()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,7 @@ pub fn submit(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
                 .statement(id)
                 .details(json!({
                     "version": statement.row.version,
+                    "content_sha256": statement.content_digest(),
                     "approvals_required": statement.required_approvals(),
                 })),
         )?;
@@ -90,6 +91,7 @@ pub fn approve(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Stateme
                 .statement(id)
                 .details(json!({
                     "version": statement.row.version,
+                    "content_sha256": statement.content_digest(),
                     "approvals": count,
                     "approvals_required": required,
                     "status": if complete { "approved" } else { "in_review" },
@@ -129,6 +131,7 @@ pub fn reject(conn: &mut DbConnection, actor: &str, id: &str, reason: &str) -> R
                 .statement(id)
                 .details(json!({
                     "version": statement.row.version,
+                    "content_sha256": statement.content_digest(),
                     "reason": reason,
                     "approvals_discarded": statement.approvals.len(),
                 })),
