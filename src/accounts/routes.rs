@@ -47,7 +47,7 @@ pub struct CreateAccount {
     /// (+`secret`); sandbox none.
     #[serde(default)]
     #[schema(value_type = Object, example = json!({"access_token": "…"}))]
-    pub credentials: serde_json::Map<String, serde_json::Value>,
+    pub credentials: serde_json::Value,
     /// Mastodon only: the instance's character limit, when not 500.
     #[schema(minimum = 1, maximum = 100000, example = 500)]
     pub max_characters: Option<i32>,
@@ -154,7 +154,21 @@ pub async fn create_account(
         )),
         _ => {}
     }
-    let credentials = match validate_credentials(body.platform, &body.credentials) {
+    // Taken as any JSON and checked here, so that no parse error can echo a
+    // secret back into a response or a log line.
+    let empty = serde_json::Map::new();
+    let given = match &body.credentials {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => &empty,
+        _ => {
+            errors.push(FieldError::new(
+                "credentials",
+                "must be an object of strings",
+            ));
+            &empty
+        }
+    };
+    let credentials = match validate_credentials(body.platform, given) {
         Ok(c) => Some(c),
         Err(list) => {
             errors.extend(list.into_iter().map(|(f, m)| FieldError::new(f, m)));

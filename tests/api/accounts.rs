@@ -159,3 +159,18 @@ async fn accounts_list_filters_by_status_and_platform() {
         .await
         .invalid("status");
 }
+
+#[tokio::test]
+async fn malformed_credentials_are_refused_without_echoing_them() {
+    let app = spawn_app().await;
+    let reply = app
+        .post(&app.admin, "/v1/accounts", json!({"platform": "mastodon", "name": "m", "base_url": "https://m.example", "credentials": TOKEN}))
+        .await;
+    reply.invalid("credentials");
+    assert!(!reply.text.contains(TOKEN));
+    let reply = app
+        .post(&app.admin, "/v1/accounts", json!({"platform": "mastodon", "name": "m", "base_url": "https://m.example", "credentials": {"access_token": [TOKEN]}}))
+        .await;
+    reply.invalid("credentials.access_token");
+    assert!(!reply.text.contains(TOKEN));
+}

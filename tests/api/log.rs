@@ -171,25 +171,60 @@ async fn review_events_carry_the_digest_of_the_exact_content_reviewed() {
     let editor = app.key(Role::Editor);
     let id = app.in_review(&editor, "minor").await;
     let approver = app.key(Role::Approver);
-    let approved = app.act(&approver, &format!("/v1/statements/{id}/approve")).await.ok();
+    let approved = app
+        .act(&approver, &format!("/v1/statements/{id}/approve"))
+        .await
+        .ok();
     let digest = approved["content_sha256"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64);
-    let log = app.get(&app.admin, &format!("/v1/log?statement_id={id}")).await.ok();
+    let log = app
+        .get(&app.admin, &format!("/v1/log?statement_id={id}"))
+        .await
+        .ok();
     let details_of = |action: &str| {
-        log["items"].as_array().unwrap().iter().find(|e| e["action"] == action).unwrap()["details"].clone()
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap()["details"]
+            .clone()
     };
-    assert_eq!(details_of("statement.submitted")["content_sha256"], digest.as_str());
-    assert_eq!(details_of("statement.approved")["content_sha256"], digest.as_str());
+    assert_eq!(
+        details_of("statement.submitted")["content_sha256"],
+        digest.as_str()
+    );
+    assert_eq!(
+        details_of("statement.approved")["content_sha256"],
+        digest.as_str()
+    );
 
     let reviser = app.key(Role::Editor);
-    let v2 = app.act(&reviser, &format!("/v1/statements/{id}/revise")).await.ok();
-    assert_eq!(v2["content_sha256"], digest.as_str(), "a revision starts from the same content");
+    let v2 = app
+        .act(&reviser, &format!("/v1/statements/{id}/revise"))
+        .await
+        .ok();
+    assert_eq!(
+        v2["content_sha256"],
+        digest.as_str(),
+        "a revision starts from the same content"
+    );
     let v2_id = v2["id"].as_str().unwrap();
     let edited = app
-        .put(&reviser, &format!("/v1/statements/{v2_id}/variants/bluesky"), json!({"text": "Batch 43 too."}))
+        .put(
+            &reviser,
+            &format!("/v1/statements/{v2_id}/variants/bluesky"),
+            json!({"text": "Batch 43 too."}),
+        )
         .await
         .ok();
     assert_ne!(edited["content_sha256"], digest.as_str());
-    let log = app.get(&app.admin, &format!("/v1/log?statement_id={v2_id}&action=statement.edited")).await.ok();
+    let log = app
+        .get(
+            &app.admin,
+            &format!("/v1/log?statement_id={v2_id}&action=statement.edited"),
+        )
+        .await
+        .ok();
     assert_eq!(log["items"][0]["details"]["text"], "Batch 43 too.");
 }
