@@ -17,7 +17,7 @@ use crate::http::pagination;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// Such as `statement.approved`.
+    /// Such as `statement.approved`; `statement.*` selects every statement action.
     pub action: Option<String>,
     /// Key name.
     pub actor: Option<String>,

@@ -112,7 +112,17 @@ pub fn list(
 ) -> QueryResult<Vec<LogRow>> {
     let mut query = publish_log::table.into_boxed();
     if let Some(action) = &filter.action {
-        query = query.filter(publish_log::action.eq(action.clone()));
+        // `statement.*` selects a whole family of actions.
+        match action.strip_suffix('*') {
+            Some(prefix) => {
+                let escaped = prefix
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                query = query.filter(publish_log::action.like(format!("{escaped}%")).escape('\\'));
+            }
+            None => query = query.filter(publish_log::action.eq(action.clone())),
+        }
     }
     if let Some(actor) = &filter.actor {
         query = query.filter(publish_log::actor.eq(actor.clone()));

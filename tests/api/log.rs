@@ -228,3 +228,32 @@ async fn review_events_carry_the_digest_of_the_exact_content_reviewed() {
         .ok();
     assert_eq!(log["items"][0]["details"]["text"], "Batch 43 too.");
 }
+
+#[tokio::test]
+async fn an_action_ending_in_a_star_selects_a_family_of_actions() {
+    let app = spawn_app().await;
+    let id = app.draft(&app.admin, "minor").await;
+    app.act(&app.admin, &format!("/v1/statements/{id}/submit"))
+        .await
+        .ok();
+    let statement_events = app.get(&app.admin, "/v1/log?action=statement.*").await.ok();
+    let actions: Vec<&str> = statement_events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["statement.submitted", "statement.created"]);
+    let key_events = app.get(&app.admin, "/v1/log?action=key.*").await.ok();
+    assert!(key_events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["action"].as_str().unwrap().starts_with("key.")));
+    assert!(!key_events["items"].as_array().unwrap().is_empty());
+    let none = app.get(&app.admin, "/v1/log?action=stat_ment.*").await.ok();
+    assert!(
+        none["items"].as_array().unwrap().is_empty(),
+        "_ is not a wildcard"
+    );
+}
