@@ -87,10 +87,13 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        // Install the metrics recorder before anything records.
+        http::metrics::handle();
         let data = web::Data::new(state);
         let server = HttpServer::new(move || {
             let (app, api) = App::new()
                 .app_data(data.clone())
+                .wrap(actix_web::middleware::from_fn(http::metrics::record))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .into_utoipa_app()
                 .openapi(http::openapi::document())

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 
@@ -49,7 +50,9 @@ pub fn v1_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 
 /// Routes outside `/v1`.
 pub fn root_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(health::healthz).service(health::readyz);
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(metrics::metrics_page);
 }
 
 /// Unknown paths answer a 404 problem; a known path with another method a

@@ -167,3 +167,35 @@ async fn a_known_path_with_another_method_is_a_405_with_allow() {
     let reply = app.act(&app.admin, &format!("/v1/statements/{id}")).await;
     reply.problem(405);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = spawn_app().await;
+    let id = app.draft(&app.admin, "minor").await;
+    app.get(&app.admin, &format!("/v1/statements/{id}"))
+        .await
+        .ok();
+    app.get(&app.admin, "/v1/statements/not-an-id")
+        .await
+        .problem(404);
+    let reply = app.send(app.client.get(app.url("/metrics"))).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.content_type.starts_with("text/plain"));
+    let text = reply.text;
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/v1/statements/{id}",status="200"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/v1/statements/{id}",status="404""#),
+        "{text}"
+    );
+    assert!(!text.contains(&id), "ids never become label values");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("herald_db_pool_connections"), "{text}");
+}

@@ -47,6 +47,7 @@ fn every_route_is_documented_with_its_errors() {
         ("post", "/v1/keys/{name}/revoke"),
         ("get", "/healthz"),
         ("get", "/readyz"),
+        ("get", "/metrics"),
     ];
     for (method, path) in expected {
         let op = &doc["paths"][path][method];
