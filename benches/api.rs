@@ -31,6 +31,26 @@ fn report(name: &str, mut samples: Vec<Duration>, wall: Duration) {
     );
 }
 
+/// One `POST /v1/statements`: how long it took and the new id.
+async fn create_statement(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> (Duration, String) {
+    let t = Instant::now();
+    let r = client
+        .post(format!("{base}/v1/statements"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    (t.elapsed(), v["id"].as_str().unwrap().to_string())
+}
+
 fn bench_text_rules() {
     let text = "Rappel produit 🚨 : la bouilloire K-200 (lot 42) 👨‍👩‍👧 est rappelée. 日本語のお客様へ。 \
                 Détails et remboursement : https://example.com/recall/k-200?lang=fr @support@mastodon.example";
@@ -94,18 +114,9 @@ async fn bench_http() {
     let mut samples = Vec::new();
     let wall = Instant::now();
     for _ in 0..500 {
-        let t = Instant::now();
-        let r = client
-            .post(format!("{base}/v1/statements"))
-            .bearer_auth(&editor)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: serde_json::Value = r.json().await.unwrap();
-        samples.push(t.elapsed());
-        ids.push(v["id"].as_str().unwrap().to_string());
+        let (took, id) = create_statement(&client, &base, &editor, &body).await;
+        samples.push(took);
+        ids.push(id);
     }
     report("POST /v1/statements (sequential)", samples, wall.elapsed());
 
@@ -119,16 +130,7 @@ async fn bench_http() {
         async move {
             let mut samples = Vec::new();
             for _ in 0..50 {
-                let t = Instant::now();
-                let r = client
-                    .post(format!("{base}/v1/statements"))
-                    .bearer_auth(&editor)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201);
-                samples.push(t.elapsed());
+                samples.push(create_statement(&client, &base, &editor, &body).await.0);
             }
             samples
         }

@@ -151,3 +151,44 @@ async fn serve_without_a_secret_key_generates_a_private_key_file_and_says_so() {
         "the key itself is never logged"
     );
 }
+
+#[test]
+fn migrate_reads_a_config_file_and_creates_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("from-config.db");
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!("database_url = \"sqlite://{}\"\n", db.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .env_remove("HERALD_DATABASE_URL")
+        .env("HERALD_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+    assert!(db.exists());
+    let again = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .env_remove("HERALD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "migrating twice is harmless");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "database_url = \"mysql://x/y\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--config", bad.to_str().unwrap(), "migrate"])
+        .env_remove("HERALD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+}
