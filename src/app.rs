@@ -90,17 +90,18 @@ impl Application {
         // Install the metrics recorder before anything records.
         http::metrics::handle();
         let data = web::Data::new(state);
+        // The document is built once, from the same route table the workers mount.
+        let api = http::openapi::document();
         let server = HttpServer::new(move || {
-            let (app, api) = App::new()
+            App::new()
                 .app_data(data.clone())
                 .wrap(actix_web::middleware::from_fn(http::metrics::record))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .into_utoipa_app()
-                .openapi(http::openapi::document())
                 .service(utoipa_actix_web::scope("/v1").configure(http::v1_routes))
                 .configure(http::root_routes)
-                .split_for_parts();
-            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+                .into_app()
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
                 .service(web::redirect("/docs", "/docs/"))
                 .default_service(web::to(http::not_found))
         })

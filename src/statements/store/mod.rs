@@ -18,9 +18,8 @@ use crate::db::schema::{approvals, statements, variants};
 use crate::db::{self, DbConnection};
 use crate::platforms::Platform;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = statements)]
-#[diesel(treat_none_as_null = true)]
 pub struct StatementRow {
     pub id: String,
     pub lineage_id: String,
