@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod dispatch;
+pub mod fakes;
 pub mod http;
 pub mod keys;
 pub mod log;

@@ -1,14 +1,106 @@
-//! The social networks Herald publishes to: their names, text rules and (in
-//! later issues) their connectors. Nothing outside this folder knows a
-//! network's rules.
+//! The social networks Herald publishes to: their names, text rules and
+//! connectors. Nothing outside this folder knows a network's rules or talks
+//! to a network.
 
+pub mod bluesky;
+pub mod connector;
+pub mod mastodon;
 pub mod routes;
+pub mod sandbox;
 pub mod text;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use connector::{AccountSession, ConnectorError, Credentials, Post, Published};
 pub use text::{check, default_limit, TextReport};
+
+use std::future::Future;
+
+/// One network's way of publishing (DESIGN §6).
+pub trait Connector: Send + Sync {
+    /// Publish `post` with `account`. Returns the remote post, or a classified error.
+    fn publish(
+        &self,
+        account: &AccountSession,
+        post: &Post,
+    ) -> impl Future<Output = Result<Published, ConnectorError>> + Send;
+
+    /// After an `Unknown` outcome: find out whether `post` went out.
+    /// `Ok(Some)` means it is on the network (possibly published by this very
+    /// call, as Mastodon's idempotent retry does), `Ok(None)` that it surely is
+    /// not (publishing again cannot duplicate it), `Err` that the question
+    /// could not be answered yet.
+    fn reconcile(
+        &self,
+        account: &AccountSession,
+        post: &Post,
+    ) -> impl Future<Output = Result<Option<Published>, ConnectorError>> + Send;
+}
+
+/// Every connector, built once per process and shared by the dispatcher.
+#[derive(Clone)]
+pub struct Connectors {
+    pub mastodon: mastodon::Mastodon,
+    pub bluesky: bluesky::Bluesky,
+    pub webhook: webhook::Webhook,
+    pub sandbox: sandbox::Sandbox,
+}
+
+impl Connectors {
+    pub fn new(http: reqwest::Client, sandbox: sandbox::Sandbox) -> Self {
+        Self {
+            mastodon: mastodon::Mastodon::new(http.clone()),
+            bluesky: bluesky::Bluesky::new(http.clone()),
+            webhook: webhook::Webhook::new(http),
+            sandbox,
+        }
+    }
+
+    /// Whether Herald can publish to `platform` yet.
+    pub fn supports(platform: Platform) -> bool {
+        matches!(
+            platform,
+            Platform::Mastodon | Platform::Bluesky | Platform::Webhook | Platform::Sandbox
+        )
+    }
+
+    pub async fn publish(
+        &self,
+        account: &AccountSession,
+        post: &Post,
+    ) -> Result<Published, ConnectorError> {
+        match account.platform {
+            Platform::Mastodon => self.mastodon.publish(account, post).await,
+            Platform::Bluesky => self.bluesky.publish(account, post).await,
+            Platform::Webhook => self.webhook.publish(account, post).await,
+            Platform::Sandbox => self.sandbox.publish(account, post).await,
+            other => Err(unsupported(other)),
+        }
+    }
+
+    pub async fn reconcile(
+        &self,
+        account: &AccountSession,
+        post: &Post,
+    ) -> Result<Option<Published>, ConnectorError> {
+        match account.platform {
+            Platform::Mastodon => self.mastodon.reconcile(account, post).await,
+            Platform::Bluesky => self.bluesky.reconcile(account, post).await,
+            Platform::Webhook => self.webhook.reconcile(account, post).await,
+            Platform::Sandbox => self.sandbox.reconcile(account, post).await,
+            other => Err(unsupported(other)),
+        }
+    }
+}
+
+fn unsupported(platform: Platform) -> ConnectorError {
+    ConnectorError::Rejected {
+        message: format!("Herald cannot publish to {platform} yet"),
+        status: None,
+    }
+}
 
 /// A network Herald can publish to.
 #[derive(

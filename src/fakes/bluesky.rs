@@ -1,0 +1,1 @@
+//! Fake Bluesky PDS (placeholder).

@@ -1,0 +1,1 @@
+//! Fake Mastodon server (placeholder).

@@ -1,0 +1,299 @@
+//! The contract between the dispatcher and a network (DESIGN §6).
+//!
+//! A connector turns one [`Post`] into one remote post and classifies every
+//! failure so the dispatcher knows what to do next: wait (`RateLimited`),
+//! retry with backoff (`Transient`), stop and ask an admin to reconnect
+//! (`AuthRevoked`), give up (`Rejected`), or look the post up before doing
+//! anything else (`Unknown`). Connectors never log credentials, and never
+//! put them in an error message.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Platform;
+
+/// Decrypted credentials of one account. `Debug` never prints values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    values: BTreeMap<String, String>,
+    changed: bool,
+}
+
+impl Credentials {
+    pub fn new(values: BTreeMap<String, String>) -> Self {
+        Self {
+            values,
+            changed: false,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// Store a value (a session token, say). Marks the credentials as changed,
+    /// so the dispatcher seals and saves them after the call.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        if self.values.get(name) != Some(&value) {
+            self.values.insert(name.to_string(), value);
+            self.changed = true;
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if self.values.remove(name).is_some() {
+            self.changed = true;
+        }
+    }
+
+    /// Whether `set`/`remove` changed anything since the last call; resets the flag.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+/// The account a post goes out with. One value per account is shared by all
+/// concurrent publications of that account in this process, so a session
+/// refresh (which rotates tokens) happens once, under the lock.
+#[derive(Debug)]
+pub struct AccountSession {
+    pub id: String,
+    pub platform: Platform,
+    pub name: String,
+    /// The account's base URL (self-hosted instance, PDS, fake server), if set.
+    pub base_url: Option<String>,
+    pub credentials: tokio::sync::Mutex<Credentials>,
+}
+
+impl AccountSession {
+    pub fn new(
+        id: &str,
+        platform: Platform,
+        name: &str,
+        base_url: Option<&str>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            platform,
+            name: name.to_string(),
+            base_url: base_url.map(str::to_string),
+            credentials: tokio::sync::Mutex::new(credentials),
+        }
+    }
+}
+
+/// One publication of one statement variant to one account.
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub delivery_id: String,
+    pub statement_id: String,
+    pub statement_version: i32,
+    pub title: String,
+    /// `crisis` or `routine`.
+    pub kind: String,
+    pub text: String,
+    /// BCP-47 language tag of the text, such as `en` or `fr`.
+    pub language: Option<String>,
+    pub planned_at: DateTime<Utc>,
+    /// Chosen before the first attempt and kept for every attempt of this
+    /// delivery: the Mastodon `Idempotency-Key`, the Bluesky record key (a
+    /// TID, see [`tid`]), the webhook's delivery key.
+    pub idempotency_key: String,
+    /// When the first attempt of this delivery started: reconciliation looks
+    /// for the post from this instant on.
+    pub first_attempt_at: DateTime<Utc>,
+}
+
+/// A post the network accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub remote_id: String,
+    pub remote_url: Option<String>,
+    /// The network said this account's budget is spent until then (rate-limit
+    /// headers with nothing remaining): the dispatcher sends nothing more for
+    /// the account before that instant.
+    pub pause_until: Option<DateTime<Utc>>,
+}
+
+/// Why a call did not produce a post. `status` is the HTTP status, when one came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// Over the network's rate limit: try again after `retry_after`.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        retry_after: Duration,
+        message: String,
+        status: Option<u16>,
+    },
+    /// Worth retrying with backoff (5xx, connection refused before sending).
+    #[error("transient failure: {message}")]
+    Transient {
+        message: String,
+        status: Option<u16>,
+    },
+    /// The token expired and could not be refreshed within this call; retry.
+    #[error("authorization expired: {message}")]
+    AuthExpired {
+        message: String,
+        status: Option<u16>,
+    },
+    /// The credentials no longer work: an admin must reconnect the account.
+    #[error("authorization revoked: {message}")]
+    AuthRevoked {
+        message: String,
+        status: Option<u16>,
+    },
+    /// The network refused the post for good (validation, permissions).
+    #[error("rejected: {message}")]
+    Rejected {
+        message: String,
+        status: Option<u16>,
+    },
+    /// The request may have reached the network (timeout, connection dropped
+    /// after sending): reconcile before any retry.
+    #[error("outcome unknown: {message}")]
+    Unknown { message: String },
+}
+
+impl ConnectorError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::RateLimited { status, .. }
+            | Self::Transient { status, .. }
+            | Self::AuthExpired { status, .. }
+            | Self::AuthRevoked { status, .. }
+            | Self::Rejected { status, .. } => *status,
+            Self::Unknown { .. } => None,
+        }
+    }
+
+    /// Short class name, stored with each attempt: `rate_limited`, `transient`, ...
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Transient { .. } => "transient",
+            Self::AuthExpired { .. } => "auth_expired",
+            Self::AuthRevoked { .. } => "auth_revoked",
+            Self::Rejected { .. } => "rejected",
+            Self::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// Classify a reqwest failure: a request that surely never left (bad URL,
+    /// connection refused) is transient; anything after it may have been
+    /// received (timeout, reset, unreadable body) is unknown.
+    pub fn from_reqwest(error: &reqwest::Error) -> Self {
+        let message = describe_reqwest(error);
+        if error.is_builder() {
+            Self::Rejected {
+                message,
+                status: None,
+            }
+        } else if error.is_connect() {
+            Self::Transient {
+                message,
+                status: None,
+            }
+        } else {
+            Self::Unknown { message }
+        }
+    }
+}
+
+/// A reqwest error as text, without the URL's query string (which could carry a token).
+pub fn describe_reqwest(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "could not read the response"
+    } else if error.is_request() {
+        "request failed"
+    } else {
+        "HTTP error"
+    };
+    match error.url() {
+        Some(url) => format!(
+            "{kind} ({}{})",
+            url.host_str().unwrap_or(""),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        None => kind.to_string(),
+    }
+}
+
+/// A Bluesky-style TID (timestamp identifier): 13 characters of base32-sortable
+/// over 53 bits of microseconds since the epoch and 10 bits of clock id. Valid
+/// as a record key, and sortable like the ids the network makes itself.
+pub fn tid(at: DateTime<Utc>, clock_id: u16) -> String {
+    const ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
+    let micros = at.timestamp_micros().max(0) as u64 & ((1 << 53) - 1);
+    let value = (micros << 10) | u64::from(clock_id & 0x3ff);
+    let mut out = [0u8; 13];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 5 * (12 - i);
+        *slot = ALPHABET[((value >> shift) & 31) as usize];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse a `Retry-After` header value given in seconds.
+pub fn retry_after_seconds(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn tids_are_13_sortable_characters() {
+        let a = tid(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(), 7);
+        let b = tid(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 1).unwrap(), 7);
+        assert_eq!(a.len(), 13);
+        assert!(a < b);
+        // The first character of a TID is never above 'j' (top bit is 0).
+        assert!(a.as_bytes()[0] <= b'j');
+        assert!(a
+            .bytes()
+            .all(|c| b"234567abcdefghijklmnopqrstuvwxyz".contains(&c)));
+    }
+
+    #[test]
+    fn credentials_debug_hides_values_and_tracks_changes() {
+        let mut c = Credentials::new([("token".to_string(), "s3cret".to_string())].into());
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(!c.take_changed());
+        c.set("token", "s3cret");
+        assert!(!c.take_changed());
+        c.set("token", "other");
+        assert!(c.take_changed());
+        assert!(!c.take_changed());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        assert_eq!(
+            retry_after_seconds(Some(" 30 ")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(retry_after_seconds(Some("soon")), None);
+        assert_eq!(retry_after_seconds(None), None);
+    }
+}
