@@ -13,8 +13,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Settings;
 use crate::crypto::SecretKey;
 use crate::db::{self, DbConnection, DbPool};
-use crate::dispatch::Scheduler;
+use crate::dispatch::{Dispatcher, Scheduler, Waker};
 use crate::http::{self, error::ApiError, error::ApiResult};
+use crate::platforms::{sandbox::Sandbox, Connectors};
 
 /// What every request handler can reach.
 #[derive(Clone)]
@@ -23,6 +24,10 @@ pub struct AppState {
     pub secret: SecretKey,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
+    /// Wakes this process's dispatcher when a nearer delivery is scheduled.
+    pub waker: Waker,
+    /// Default `max_lateness_s` of new deliveries.
+    pub max_lateness_s: i32,
 }
 
 impl AppState {
@@ -61,6 +66,16 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<DbPool> {
     Ok(pool)
 }
 
+/// The HTTP client every connector shares: bounded in time, pooled.
+pub fn http_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(settings.dispatch.publish_timeout_s))
+        .pool_max_idle_per_host(settings.dispatch.concurrency)
+        .build()?)
+}
+
 /// A built application, listening, not yet serving.
 pub struct Application {
     port: u16,
@@ -78,12 +93,28 @@ impl Application {
                 "HERALD_SECRET_KEY is not set: generated a credential key into this file (mode 0600); back it up, without it stored credentials cannot be read"
             );
         }
+        let waker = Waker::default();
+        let dispatcher = if settings.dispatch.enabled {
+            let http = http_client(&settings)?;
+            let connectors = Connectors::new(http, Sandbox::new(pool.clone()));
+            Some(Dispatcher::start(
+                pool.clone(),
+                secret.clone(),
+                connectors,
+                settings.dispatch.clone(),
+                waker.clone(),
+            ))
+        } else {
+            None
+        };
         let state = AppState {
             pool: pool.clone(),
             secret,
             backend: settings.database_url.backend(),
+            waker,
+            max_lateness_s: settings.dispatch.max_lateness_s,
         };
-        let scheduler = Scheduler::start(pool).await?;
+        let scheduler = Scheduler::start(pool, dispatcher).await?;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();

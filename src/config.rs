@@ -21,6 +21,40 @@ pub struct Settings {
     pub log_filter: String,
     /// Log lines as JSON instead of text.
     pub log_json: bool,
+    pub dispatch: DispatchSettings,
+}
+
+/// How the dispatcher publishes (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchSettings {
+    /// Run the dispatcher in this process (`HERALD_DISPATCH`, default on).
+    pub enabled: bool,
+    /// Default `max_lateness_s` of a delivery: past it, it is `missed`.
+    pub max_lateness_s: i32,
+    /// Publications in flight at once in this process.
+    pub concurrency: usize,
+    /// Timeout of one call to a network, in seconds.
+    pub publish_timeout_s: u64,
+    /// How long a claim is held before another instance may rescue it.
+    pub lease_s: u64,
+    /// Transient failures before a delivery is `failed`.
+    pub max_retries: i32,
+    /// Reconciliation checks before an `unknown` outcome becomes `failed`.
+    pub max_reconcile_tries: i32,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_lateness_s: 900,
+            concurrency: 64,
+            publish_timeout_s: 15,
+            lease_s: 60,
+            max_retries: 6,
+            max_reconcile_tries: 10,
+        }
+    }
 }
 
 /// The TOML file: every key optional, names as in the environment without
@@ -34,6 +68,38 @@ struct FileSettings {
     pool_size: Option<u32>,
     log: Option<String>,
     log_json: Option<bool>,
+    dispatch: Option<bool>,
+    max_lateness_s: Option<i64>,
+    dispatch_concurrency: Option<i64>,
+    publish_timeout_s: Option<i64>,
+    lease_s: Option<i64>,
+    max_retries: Option<i64>,
+    max_reconcile_tries: Option<i64>,
+}
+
+/// An integer setting from the environment or the file, within bounds.
+fn int_setting(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    from_file: Option<i64>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> anyhow::Result<i64> {
+    let value = match env(var).filter(|v| !v.is_empty()) {
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| anyhow::anyhow!("{var} must be an integer"))?,
+        None => from_file.unwrap_or(default),
+    };
+    if !range.contains(&value) {
+        anyhow::bail!(
+            "{var} must be between {} and {}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(value)
 }
 
 pub const DEFAULT_DATABASE: &str = "herald.db";
@@ -79,7 +145,60 @@ impl Settings {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
             None => file.log_json.unwrap_or(false),
         };
+        let d = DispatchSettings::default();
+        let dispatch = DispatchSettings {
+            enabled: match env("HERALD_DISPATCH") {
+                Some(v) => !matches!(v.as_str(), "0" | "false" | "no" | "off"),
+                None => file.dispatch.unwrap_or(true),
+            },
+            max_lateness_s: int_setting(
+                &env,
+                "HERALD_MAX_LATENESS_S",
+                file.max_lateness_s,
+                d.max_lateness_s.into(),
+                crate::deliveries::MIN_LATENESS_S..=crate::deliveries::MAX_LATENESS_S,
+            )? as i32,
+            concurrency: int_setting(
+                &env,
+                "HERALD_DISPATCH_CONCURRENCY",
+                file.dispatch_concurrency,
+                d.concurrency as i64,
+                1..=4096,
+            )? as usize,
+            publish_timeout_s: int_setting(
+                &env,
+                "HERALD_PUBLISH_TIMEOUT_S",
+                file.publish_timeout_s,
+                d.publish_timeout_s as i64,
+                1..=300,
+            )? as u64,
+            lease_s: int_setting(
+                &env,
+                "HERALD_LEASE_S",
+                file.lease_s,
+                d.lease_s as i64,
+                2..=3600,
+            )? as u64,
+            max_retries: int_setting(
+                &env,
+                "HERALD_MAX_RETRIES",
+                file.max_retries,
+                d.max_retries.into(),
+                0..=100,
+            )? as i32,
+            max_reconcile_tries: int_setting(
+                &env,
+                "HERALD_MAX_RECONCILE_TRIES",
+                file.max_reconcile_tries,
+                d.max_reconcile_tries.into(),
+                1..=1000,
+            )? as i32,
+        };
+        if dispatch.lease_s <= dispatch.publish_timeout_s {
+            anyhow::bail!("HERALD_LEASE_S must be longer than HERALD_PUBLISH_TIMEOUT_S");
+        }
         Ok(Settings {
+            dispatch,
             database_url,
             bind: pick("HERALD_BIND", file.bind).unwrap_or_else(|| DEFAULT_BIND.into()),
             secret_key: pick("HERALD_SECRET_KEY", file.secret_key),

@@ -241,6 +241,7 @@ pub enum LockableTable {
     Statements,
     Accounts,
     ApiKeys,
+    Deliveries,
 }
 
 impl LockableTable {
@@ -249,6 +250,7 @@ impl LockableTable {
             Self::Statements => "statements",
             Self::Accounts => "accounts",
             Self::ApiKeys => "api_keys",
+            Self::Deliveries => "deliveries",
         }
     }
 }

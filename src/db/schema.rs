@@ -33,6 +33,7 @@ diesel::table! {
         submitted_at -> Nullable<Timestamp>,
         approved_at -> Nullable<Timestamp>,
         retired_at -> Nullable<Timestamp>,
+        language -> Nullable<Text>,
     }
 }
 
@@ -105,6 +106,77 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        statement_id -> Text,
+        lineage_id -> Text,
+        statement_version -> Integer,
+        account_id -> Text,
+        platform -> Text,
+        kind -> Text,
+        planned_at -> Timestamp,
+        timezone -> Nullable<Text>,
+        max_lateness_s -> Integer,
+        deadline -> Timestamp,
+        status -> Text,
+        attempts -> Integer,
+        retries -> Integer,
+        reconcile_tries -> Integer,
+        next_attempt_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        idempotency_key -> Text,
+        first_attempt_at -> Nullable<Timestamp>,
+        published_at -> Nullable<Timestamp>,
+        lateness_ms -> Nullable<BigInt>,
+        remote_id -> Nullable<Text>,
+        remote_url -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (delivery_id, number) {
+        delivery_id -> Text,
+        number -> Integer,
+        owner -> Text,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        http_status -> Nullable<Integer>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    publishing_control (id) {
+        id -> Integer,
+        scope -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        changed_by -> Nullable<Text>,
+        changed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sandbox_posts (id) {
+        id -> Text,
+        account_id -> Text,
+        delivery_id -> Nullable<Text>,
+        idempotency_key -> Text,
+        text -> Text,
+        language -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(deliveries -> statements (statement_id));
+diesel::joinable!(deliveries -> accounts (account_id));
+diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(variants -> statements (statement_id));
 diesel::joinable!(approvals -> statements (statement_id));
 
@@ -117,4 +189,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     publish_log,
     write_gate,
     idempotency_keys,
+    deliveries,
+    delivery_attempts,
+    publishing_control,
+    sandbox_posts,
 );

@@ -1,43 +1,96 @@
-//! The scheduler: tokio-cron-scheduler runs Herald's periodic work. It starts
-//! with the server. Today it runs housekeeping; the delivery dispatcher, lease
-//! rescue, reply polling and token refresh join it in later work.
+//! The scheduler: the dispatch loop that publishes deliveries on time
+//! (`dispatcher.rs`), the rules for retries (`policy.rs`), the pause switch
+//! (`routes.rs`), and the periodic work tokio-cron-scheduler runs: lease
+//! rescue, reconciliation of unknown outcomes, a safety sweep for missed
+//! deliveries, and housekeeping.
+
+pub mod dispatcher;
+pub mod policy;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
 
 use tokio_cron_scheduler::{Job, JobScheduler};
+
+pub use dispatcher::{Dispatcher, DispatcherHandle, Waker};
 
 use crate::db::DbPool;
 
 pub struct Scheduler {
     inner: JobScheduler,
+    dispatcher: Option<DispatcherHandle>,
+}
+
+/// A cron job running `work` on each tick; failures are logged, never fatal.
+fn job<F, Fut>(schedule: &str, name: &'static str, work: F) -> anyhow::Result<Job>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<usize>> + Send + 'static,
+{
+    let work = Arc::new(work);
+    Ok(Job::new_async(schedule, move |_id, _scheduler| {
+        let work = work.clone();
+        Box::pin(async move {
+            match work().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(job = name, count = n, "periodic work done"),
+                Err(error) => tracing::warn!(job = name, %error, "periodic work failed"),
+            }
+        })
+    })?)
 }
 
 impl Scheduler {
-    pub async fn start(pool: DbPool) -> anyhow::Result<Self> {
+    /// Start the periodic work, and the dispatcher's when there is one.
+    pub async fn start(pool: DbPool, dispatcher: Option<DispatcherHandle>) -> anyhow::Result<Self> {
         let inner = JobScheduler::new().await?;
-        // Every 10 minutes: forget idempotency keys older than their retention.
-        let job = Job::new_async("0 */10 * * * *", move |_id, _scheduler| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-                    let mut conn = pool.get()?;
-                    Ok(crate::http::idempotency::purge_expired(&mut conn)?)
-                })
-                .await;
-                match outcome {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::debug!(purged = n, "expired idempotency keys removed"),
-                    Ok(Err(error)) => tracing::warn!(%error, "idempotency housekeeping failed"),
-                    Err(error) => tracing::warn!(%error, "idempotency housekeeping panicked"),
+        inner
+            .add(job("0 */10 * * * *", "idempotency-purge", move || {
+                let pool = pool.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+                        let mut conn = pool.get()?;
+                        Ok(crate::http::idempotency::purge_expired(&mut conn)?)
+                    })
+                    .await?
                 }
-            })
-        })?;
-        inner.add(job).await?;
+            })?)
+            .await?;
+        if let Some(handle) = &dispatcher {
+            let d = handle.dispatcher.clone();
+            inner
+                .add(job("*/5 * * * * *", "lease-rescue", move || {
+                    let d = d.clone();
+                    async move { d.rescue_leases().await }
+                })?)
+                .await?;
+            let d = handle.dispatcher.clone();
+            inner
+                .add(job("*/2 * * * * *", "reconcile", move || {
+                    let d = d.clone();
+                    async move { d.reconcile_unknown().await }
+                })?)
+                .await?;
+            let d = handle.dispatcher.clone();
+            inner
+                .add(job("*/30 * * * * *", "missed-sweep", move || {
+                    let d = d.clone();
+                    async move { d.sweep().await }
+                })?)
+                .await?;
+        }
         inner.start().await?;
-        Ok(Self { inner })
+        Ok(Self { inner, dispatcher })
     }
 
+    /// Stop the periodic work, then the dispatcher (in-flight posts finish).
     pub async fn shutdown(mut self) {
         if let Err(error) = self.inner.shutdown().await {
             tracing::warn!(%error, "scheduler did not stop cleanly");
+        }
+        if let Some(handle) = self.dispatcher.take() {
+            handle.stop().await;
         }
     }
 }

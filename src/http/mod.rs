@@ -12,7 +12,7 @@ pub mod pagination;
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::{accounts, keys, log, platforms, statements};
+use crate::{accounts, deliveries, dispatch, keys, log, platforms, statements};
 use error::ApiError;
 
 /// Parse a resource id from a path: anything but a UUID names nothing (404).
@@ -20,6 +20,24 @@ pub fn parse_id(raw: &str, what: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.to_string())
         .map_err(|_| ApiError::NotFound(format!("no {what} with id '{raw}' (ids are UUIDs)")))
+}
+
+/// An optional RFC 3339 instant from a query string (`from`, `to`).
+pub fn query_instant(
+    field: &str,
+    raw: &Option<String>,
+) -> Result<Option<chrono::NaiveDateTime>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    // An unencoded '+' in a query string arrives as a space.
+    let repaired = raw.trim().replace(' ', "+");
+    chrono::DateTime::parse_from_rfc3339(&repaired)
+        .map(|t| Some(t.with_timezone(&chrono::Utc).naive_utc()))
+        .map_err(|_| {
+            ApiError::invalid(
+                field,
+                format!("'{raw}' is not an RFC 3339 instant such as 2026-11-23T09:00:00Z"),
+            )
+        })
 }
 
 /// Every `/v1` route. The OpenAPI document is derived from this list.
@@ -45,7 +63,17 @@ pub fn v1_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(log::routes::verify_log)
         .service(keys::routes::create_key)
         .service(keys::routes::list_keys)
-        .service(keys::routes::revoke_key);
+        .service(keys::routes::revoke_key)
+        .service(deliveries::routes::schedule_deliveries)
+        .service(deliveries::routes::list_deliveries)
+        .service(deliveries::routes::get_delivery)
+        .service(deliveries::routes::cancel_delivery)
+        .service(deliveries::routes::reschedule_delivery)
+        .service(dispatch::routes::get_publishing)
+        .service(dispatch::routes::pause_publishing)
+        .service(dispatch::routes::resume_publishing)
+        .service(platforms::routes::list_sandbox_posts)
+        .service(platforms::routes::get_sandbox_post);
 }
 
 /// Routes outside `/v1`.

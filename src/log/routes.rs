@@ -1,7 +1,7 @@
 //! Publish-log routes, for managers and admins.
 
 use actix_web::{get, web, HttpResponse};
-use chrono::{DateTime, NaiveDateTime, Utc};
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -12,6 +12,7 @@ use crate::http::auth::{Caller, Capability};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::ApiQuery;
 use crate::http::pagination;
+use crate::http::query_instant as instant;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -51,20 +52,6 @@ pub struct VerifyResponse {
     /// The first event that does not verify.
     pub first_bad_seq: Option<i64>,
     pub reason: Option<String>,
-}
-
-fn instant(field: &str, raw: &Option<String>) -> ApiResult<Option<NaiveDateTime>> {
-    let Some(raw) = raw else { return Ok(None) };
-    // An unencoded '+' in a query string arrives as a space.
-    let repaired = raw.trim().replace(' ', "+");
-    DateTime::parse_from_rfc3339(&repaired)
-        .map(|t| Some(t.with_timezone(&Utc).naive_utc()))
-        .map_err(|_| {
-            ApiError::invalid(
-                field,
-                format!("'{raw}' is not an RFC 3339 instant such as 2026-11-23T09:00:00Z"),
-            )
-        })
 }
 
 fn filter_of(query: &LogQuery) -> ApiResult<LogFilter> {

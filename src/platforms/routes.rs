@@ -1,6 +1,6 @@
 //! `POST /v1/variants/check`: live counters for front-ends, nothing stored.
 
-use actix_web::{post, web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -139,4 +139,104 @@ pub async fn check_variants(
         return Err(ApiError::invalid_fields(errors));
     }
     Ok(HttpResponse::Ok().json(CheckResponse { variants: results }))
+}
+
+/// A post on the built-in sandbox network.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SandboxPostResponse {
+    pub id: String,
+    pub account_id: String,
+    pub delivery_id: Option<String>,
+    pub text: String,
+    pub language: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Where the post can be read in Herald's API.
+    pub url: String,
+}
+
+impl From<super::sandbox::SandboxPost> for SandboxPostResponse {
+    fn from(post: super::sandbox::SandboxPost) -> Self {
+        Self {
+            url: post.url(),
+            id: post.id,
+            account_id: post.account_id,
+            delivery_id: post.delivery_id,
+            text: post.text,
+            language: post.language,
+            created_at: post.created_at.and_utc(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SandboxPostPage {
+    pub items: Vec<SandboxPostResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListSandboxPosts {
+    pub account_id: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Posts published to the sandbox network, newest first.
+#[utoipa::path(
+    tag = "sandbox",
+    params(ListSandboxPosts),
+    responses((status = 200, description = "A page of sandbox posts", body = SandboxPostPage)),
+    security(("api_key" = []))
+)]
+#[get("/sandbox/posts")]
+pub async fn list_sandbox_posts(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<ListSandboxPosts>,
+) -> ApiResult<HttpResponse> {
+    let limit = crate::http::pagination::limit(query.limit)?;
+    let before = crate::http::pagination::id_cursor(query.cursor.as_deref())?;
+    let account = query.account_id.clone();
+    let rows = state
+        .db(move |conn| {
+            Ok(super::sandbox::list(
+                conn,
+                account.as_deref(),
+                before.as_deref(),
+                limit + 1,
+            )?)
+        })
+        .await?;
+    let (rows, next_cursor) = crate::http::pagination::paginate(rows, limit, |p| p.id.clone());
+    Ok(HttpResponse::Ok().json(SandboxPostPage {
+        items: rows.into_iter().map(SandboxPostResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One sandbox post.
+#[utoipa::path(
+    tag = "sandbox",
+    params(("id" = String, Path, description = "Sandbox post id")),
+    responses((status = 200, description = "The post", body = SandboxPostResponse)),
+    security(("api_key" = []))
+)]
+#[get("/sandbox/posts/{id}")]
+pub async fn get_sandbox_post(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = crate::http::parse_id(&path, "sandbox post")?;
+    let post = state
+        .db(move |conn| {
+            super::sandbox::find(conn, &id)?
+                .ok_or_else(|| ApiError::NotFound(format!("no sandbox post with id '{id}'")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(SandboxPostResponse::from(post)))
 }

@@ -18,6 +18,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub pool: DbPool,
     pub database_url: String,
+    /// base64 credential key of this instance (a second instance must share it).
+    pub secret_key: String,
     /// The key secret of an admin made at start.
     pub admin: String,
     _db: TestDatabase,
@@ -80,35 +82,60 @@ pub fn is_postgres() -> bool {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let (database_url, guard) = fresh_database();
-    let settings = Settings {
-        database_url: DatabaseUrl::parse(&database_url).unwrap(),
+    spawn_app_with(|_| {}).await
+}
+
+/// Test settings against `database_url`, with a fast dispatcher (short
+/// leases and timeouts, so crash recovery is seen within seconds).
+pub fn test_settings(database_url: &str, secret_key: &str) -> Settings {
+    Settings {
+        database_url: DatabaseUrl::parse(database_url).unwrap(),
         bind: "127.0.0.1:0".into(),
-        secret_key: Some(herald::crypto::SecretKey::generate().to_base64()),
+        secret_key: Some(secret_key.to_string()),
         pool_size: 4,
         log_filter: "warn".into(),
         log_json: false,
-    };
+        dispatch: herald::config::DispatchSettings {
+            publish_timeout_s: 3,
+            lease_s: 6,
+            ..Default::default()
+        },
+    }
+}
+
+/// A Herald on a fresh database, with settings adjusted by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let (database_url, guard) = fresh_database();
+    let secret = herald::crypto::SecretKey::generate().to_base64();
+    let mut settings = test_settings(&database_url, &secret);
+    tweak(&mut settings);
     let pool = db::pool(
         &settings.database_url,
         2,
         std::time::Duration::from_secs(10),
     )
     .unwrap();
-    let application = Application::build(settings)
-        .await
-        .expect("build the application");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
+    let address = start(settings).await;
     let admin = make_key(&pool, Role::Admin);
     TestApp {
         address,
         client: reqwest::Client::new(),
         pool,
         database_url,
+        secret_key: secret,
         admin,
         _db: guard,
     }
+}
+
+/// Start one more Herald instance on an existing database; returns its address.
+pub async fn start(settings: Settings) -> String {
+    let application = Application::build(settings)
+        .await
+        .expect("build the application");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    address
 }
 
 /// Store a key with a unique name; returns (name, secret).
@@ -325,4 +352,107 @@ impl TestApp {
         items.reverse();
         items
     }
+}
+
+impl TestApp {
+    /// An approved statement (one approver) with these `(platform, text)` variants.
+    pub async fn approved_with(&self, kind: &str, variants: &[(&str, &str)]) -> String {
+        let author = self.key(Role::Editor);
+        let mut body = json!({
+            "title": "Outage update",
+            "kind": kind,
+            "variants": variants
+                .iter()
+                .map(|(p, t)| json!({"platform": p, "text": t}))
+                .collect::<Vec<_>>(),
+        });
+        if kind == "crisis" {
+            body["severity"] = json!("moderate");
+        }
+        let id = self.create_statement(&author, body).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.act(&author, &format!("/v1/statements/{id}/submit"))
+            .await
+            .ok();
+        let approver = self.key(Role::Approver);
+        let s = self
+            .act(&approver, &format!("/v1/statements/{id}/approve"))
+            .await
+            .ok();
+        assert_eq!(s["status"], "approved");
+        id
+    }
+
+    /// Add an account as the admin; returns its id.
+    pub async fn add_account(
+        &self,
+        platform: &str,
+        name: &str,
+        base_url: Option<&str>,
+        credentials: Value,
+    ) -> String {
+        let mut body = json!({"platform": platform, "name": name, "credentials": credentials});
+        if let Some(url) = base_url {
+            body["base_url"] = json!(url);
+        }
+        let reply = self.post(&self.admin, "/v1/accounts", body).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.json()["id"].as_str().unwrap().to_string()
+    }
+
+    /// Schedule `statement` to `accounts` with extra fields in `when`; returns the reply.
+    pub async fn schedule(&self, statement: &str, accounts: &[&str], when: Value) -> Reply {
+        let mut body = when;
+        body["accounts"] = json!(accounts);
+        let editor = self.key(Role::Editor);
+        self.post(
+            &editor,
+            &format!("/v1/statements/{statement}/deliveries"),
+            body,
+        )
+        .await
+    }
+
+    /// Poll a delivery until `done` holds (or panic after `secs`); returns it.
+    pub async fn wait_delivery(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let d = self
+                .get(&self.admin, &format!("/v1/deliveries/{id}"))
+                .await
+                .ok();
+            if done(&d) {
+                return d;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("delivery never reached the expected state: {d}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Poll until the delivery has `status`.
+    pub async fn wait_status(&self, id: &str, status: &str, secs: u64) -> Value {
+        self.wait_delivery(id, secs, |d| d["status"] == status)
+            .await
+    }
+
+    /// Count deliveries by status straight from the store.
+    pub fn count_status(&self, status: &str) -> i64 {
+        use herald::db::schema::deliveries;
+        let mut conn = self.pool.get().unwrap();
+        deliveries::table
+            .filter(deliveries::status.eq(status))
+            .count()
+            .get_result(&mut conn)
+            .unwrap()
+    }
+}
+
+/// An RFC 3339 instant `ms` milliseconds from now.
+pub fn in_ms(ms: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::milliseconds(ms))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -8,6 +8,7 @@ mod approval;
 mod auth;
 mod cli;
 mod concurrency;
+mod deliveries;
 mod errors;
 mod idempotency;
 mod log;

@@ -109,6 +109,14 @@ pub fn approve(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Stateme
                         "superseded_by_version": statement.row.version,
                     })),
             )?;
+            // Pending deliveries now publish the new version.
+            crate::deliveries::store::follow_new_version(
+                conn,
+                actor,
+                &old.row.id,
+                id,
+                statement.row.version,
+            )?;
         }
         get(conn, id)
     })
@@ -165,6 +173,7 @@ pub fn retire(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
                     "status_before": statement.status.as_str(),
                 })),
         )?;
+        crate::deliveries::store::cancel_for_retired(conn, actor, id)?;
         get(conn, id)
     })
 }
