@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -37,6 +37,33 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Measure Herald against a local fake network.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Punctuality (spread), throughput (burst) and the client floor, against
+    /// a local fake Mastodon; Herald runs as a child `herald serve`.
+    Dispatch {
+        /// Deliveries planned uniformly over --window-s seconds.
+        #[arg(long, default_value_t = 1000)]
+        spread: usize,
+        #[arg(long, default_value_t = 10)]
+        window_s: u64,
+        /// Deliveries due in the same second.
+        #[arg(long, default_value_t = 10_000)]
+        burst: usize,
+        /// Publications in flight (Herald's and the floor client's).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Store to measure (default: a SQLite file in a temporary folder).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +108,35 @@ async fn main() -> ExitCode {
     if let Command::Openapi = cli.command {
         return print_openapi().unwrap_or(ExitCode::FAILURE);
     }
+    if let Command::Bench {
+        command:
+            BenchCommand::Dispatch {
+                spread,
+                window_s,
+                burst,
+                concurrency,
+                database_url,
+            },
+    } = cli.command
+    {
+        let options = herald::bench::Options {
+            database_url,
+            spread,
+            spread_window: std::time::Duration::from_secs(window_s),
+            burst,
+            concurrency,
+        };
+        return match herald::bench::dispatch(options).await {
+            Ok(report) => {
+                print!("{}", report.render());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("herald bench: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(error) => {
@@ -101,6 +157,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Openapi => print_openapi(),
+        Command::Bench { .. } => Ok(ExitCode::SUCCESS),
         Command::Serve => {
             let application = app::Application::build(settings).await?;
             application.run_until_stopped().await?;

@@ -1,39 +1,934 @@
-//! Bluesky connector (placeholder until its implementation lands).
+//! Bluesky connector (shared/platforms.md §2): an app-password session kept
+//! in the account's credentials, posts made with `com.atproto.repo.createRecord`
+//! under a record key Herald chose (the delivery's TID), and reconciliation
+//! with `com.atproto.repo.getRecord` on that key.
+//!
+//! Sessions: `createSession` runs only when no session is stored, or when the
+//! refresh token is dead. An access token that fails as expired (400 or 401
+//! `ExpiredToken`, or any other sign that it no longer works) is renewed under
+//! the account's credentials lock, and only if it is still the stored one: of
+//! many concurrent publications of one account, one refreshes and the others
+//! reuse its tokens. Each call is retried once with the renewed session.
+//!
+//! Duplicates cannot happen: a retry with the same record key fails with
+//! "Record already exists", which the connector confirms with `getRecord` and
+//! reports as the post it already made.
 
-use super::{AccountSession, Connector, ConnectorError, Post, Published};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use linkify::{LinkFinder, LinkKind};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::connector::retry_after_seconds;
+use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published};
+
+const DEFAULT_BASE_URL: &str = "https://bsky.social";
+const POST_COLLECTION: &str = "app.bsky.feed.post";
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long a refused login is answered from memory (same account, same
+/// identifier and app password), so a queue of posts cannot burn the
+/// account's `createSession` budget.
+const REFUSED_LOGIN_MEMORY: Duration = Duration::from_secs(600);
+/// Longest server message quoted in an error.
+const MAX_MESSAGE: usize = 300;
+
+/// Publishes to Bluesky (any PDS; `https://bsky.social` unless the account
+/// names another base URL).
 #[derive(Clone)]
 pub struct Bluesky {
-    #[allow(dead_code)]
     http: reqwest::Client,
+    timeout: Duration,
+    /// Per account id: the last refused login, shared by every clone.
+    refused_logins: Arc<Mutex<HashMap<String, RefusedLogin>>>,
+}
+
+struct RefusedLogin {
+    /// SHA-256 of the base URL, identifier and app password that were refused.
+    fingerprint: [u8; 32],
+    at: Instant,
+    error: ConnectorError,
 }
 
 impl Bluesky {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self {
+            http,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            refused_logins: Arc::default(),
+        }
+    }
+
+    /// How long one HTTP request may take (default 30 s). A `createRecord`
+    /// that times out is an `Unknown` outcome.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
 impl Connector for Bluesky {
     async fn publish(
         &self,
-        _account: &AccountSession,
-        _post: &Post,
+        account: &AccountSession,
+        post: &Post,
     ) -> Result<Published, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "not implemented yet".into(),
-            status: None,
-        })
+        let base = base_url(account);
+        let record = post_record(post, Utc::now());
+        let call = Call::CreateRecord {
+            rkey: &post.idempotency_key,
+            record: &record,
+        };
+        let (reply, session) = self.call_with_session(account, &base, &call).await?;
+        if reply.status == 200 {
+            return published(&reply, &session).ok_or_else(|| ConnectorError::Unknown {
+                message: "Bluesky accepted the post but its answer had no record URI".into(),
+            });
+        }
+        if is_duplicate(&reply) {
+            // An earlier attempt made the record: that post is the result.
+            return match self.find(account, &base, &post.idempotency_key).await? {
+                Some(existing) => Ok(existing),
+                None => Err(ConnectorError::Rejected {
+                    message: reply.describe(),
+                    status: Some(reply.status),
+                }),
+            };
+        }
+        Err(classify(&reply, Utc::now()))
     }
 
     async fn reconcile(
         &self,
-        _account: &AccountSession,
-        _post: &Post,
+        account: &AccountSession,
+        post: &Post,
     ) -> Result<Option<Published>, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "not implemented yet".into(),
-            status: None,
+        self.find(account, &base_url(account), &post.idempotency_key)
+            .await
+    }
+}
+
+/// The session fields stored in the account's credentials.
+const ACCESS_JWT: &str = "access_jwt";
+const REFRESH_JWT: &str = "refresh_jwt";
+const DID: &str = "did";
+const HANDLE: &str = "handle";
+
+#[derive(Debug, Clone)]
+struct Session {
+    access: String,
+    did: String,
+    handle: Option<String>,
+}
+
+impl Session {
+    fn stored(credentials: &Credentials) -> Option<Session> {
+        Some(Session {
+            access: credentials.get(ACCESS_JWT)?.to_string(),
+            did: credentials.get(DID)?.to_string(),
+            handle: credentials.get(HANDLE).map(str::to_string),
         })
+    }
+}
+
+/// The XRPC calls made with an access token.
+enum Call<'a> {
+    CreateRecord { rkey: &'a str, record: &'a Value },
+    GetRecord { rkey: &'a str },
+}
+
+/// An XRPC answer: status, body, the error name and message of a failure,
+/// and the rate-limit headers.
+#[derive(Debug, Clone, Default)]
+struct Reply {
+    status: u16,
+    body: Value,
+    error: String,
+    message: String,
+    limits: RateHeaders,
+}
+
+impl Reply {
+    /// "400 InvalidRequest: …", never longer than a few hundred characters.
+    fn describe(&self) -> String {
+        let mut message: String = self.message.chars().take(MAX_MESSAGE).collect();
+        if message.len() < self.message.len() {
+            message.push('…');
+        }
+        match (self.error.is_empty(), message.is_empty()) {
+            (true, true) => format!("Bluesky answered {}", self.status),
+            (false, true) => format!("Bluesky answered {} {}", self.status, self.error),
+            (true, false) => format!("Bluesky answered {}: {message}", self.status),
+            (false, false) => format!("Bluesky answered {} {}: {message}", self.status, self.error),
+        }
+    }
+}
+
+/// The `RateLimit-*` headers (epoch-second reset) and `Retry-After`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RateHeaders {
+    remaining: Option<u64>,
+    reset: Option<DateTime<Utc>>,
+    retry_after: Option<Duration>,
+}
+
+impl RateHeaders {
+    fn parse(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            remaining: text("ratelimit-remaining").and_then(|v| v.trim().parse().ok()),
+            reset: text("ratelimit-reset").and_then(|v| reset_instant(v, now)),
+            retry_after: retry_after_seconds(text("retry-after")),
+        }
+    }
+}
+
+/// `RateLimit-Reset`: Unix epoch seconds on Bluesky. A small value is read
+/// as seconds from now (the IETF draft's meaning), so a proxy that follows
+/// the draft does not turn into a wait of zero.
+fn reset_instant(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let seconds = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)?;
+    if seconds < 1_000_000_000.0 {
+        return now.checked_add_signed(chrono::Duration::milliseconds((seconds * 1000.0) as i64));
+    }
+    DateTime::from_timestamp(seconds.ceil() as i64, 0)
+}
+
+/// How long to wait after a 429: until `RateLimit-Reset` (at least 1 s),
+/// else `Retry-After`, else a minute.
+fn retry_after(limits: &RateHeaders, now: DateTime<Utc>) -> Duration {
+    if let Some(reset) = limits.reset {
+        let wait = (reset - now).num_milliseconds().max(0) as u64;
+        return Duration::from_millis(wait).max(Duration::from_secs(1));
+    }
+    limits
+        .retry_after
+        .map_or(DEFAULT_RETRY_AFTER, |d| d.max(Duration::from_secs(1)))
+}
+
+impl Bluesky {
+    /// Make `call` with the stored session (logging in first if there is
+    /// none); if the access token no longer works, renew the session once
+    /// and repeat the call once.
+    async fn call_with_session(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        call: &Call<'_>,
+    ) -> Result<(Reply, Session), ConnectorError> {
+        let session = self.session(account, base).await?;
+        let reply = self.execute(base, call, &session).await?;
+        if !needs_new_session(&reply) {
+            return Ok((reply, session));
+        }
+        let session = self.renew_session(account, base, &session.access).await?;
+        let reply = self.execute(base, call, &session).await?;
+        if needs_new_session(&reply) {
+            return Err(classify(&reply, Utc::now()));
+        }
+        Ok((reply, session))
+    }
+
+    async fn execute(
+        &self,
+        base: &str,
+        call: &Call<'_>,
+        session: &Session,
+    ) -> Result<Reply, ConnectorError> {
+        let (request, is_write) = match call {
+            Call::CreateRecord { rkey, record } => (
+                self.http
+                    .post(xrpc_url(base, "com.atproto.repo.createRecord"))
+                    .json(&json!({
+                        "repo": session.did,
+                        "collection": POST_COLLECTION,
+                        "rkey": rkey,
+                        "record": record,
+                    })),
+                true,
+            ),
+            Call::GetRecord { rkey } => (
+                self.http
+                    .get(xrpc_url(base, "com.atproto.repo.getRecord"))
+                    .query(&[
+                        ("repo", session.did.as_str()),
+                        ("collection", POST_COLLECTION),
+                        ("rkey", rkey),
+                    ]),
+                false,
+            ),
+        };
+        self.send(request.bearer_auth(&session.access), is_write)
+            .await
+    }
+
+    /// Send a request and read its answer. Only a post (`is_write`) can
+    /// have an unknown outcome; any other request that fails on the way
+    /// is transient.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        is_write: bool,
+    ) -> Result<Reply, ConnectorError> {
+        let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
+            ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
+                message,
+                status: None,
+            },
+            other => other,
+        };
+        let response = request.timeout(self.timeout).send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let limits = RateHeaders::parse(response.headers(), Utc::now());
+        let bytes = response.bytes().await.map_err(failed)?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Ok(Reply {
+            status,
+            error: text("error"),
+            message: text("message"),
+            body,
+            limits,
+        })
+    }
+
+    /// The stored session, or a new one from the app password. The lock is
+    /// held while logging in, so concurrent publications log in once.
+    async fn session(
+        &self,
+        account: &AccountSession,
+        base: &str,
+    ) -> Result<Session, ConnectorError> {
+        let mut credentials = account.credentials.lock().await;
+        match Session::stored(&credentials) {
+            Some(session) => Ok(session),
+            None => self.login(account, base, &mut credentials).await,
+        }
+    }
+
+    /// Replace a session whose access token `failed`: if another task has
+    /// already replaced it, use theirs; else refresh; if the refresh token is
+    /// dead, log in once with the app password.
+    async fn renew_session(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        failed: &str,
+    ) -> Result<Session, ConnectorError> {
+        let mut credentials = account.credentials.lock().await;
+        if let Some(session) = Session::stored(&credentials) {
+            if session.access != failed {
+                return Ok(session);
+            }
+        }
+        if let Some(refresh) = credentials.get(REFRESH_JWT).map(str::to_string) {
+            let request = self
+                .http
+                .post(xrpc_url(base, "com.atproto.server.refreshSession"))
+                .bearer_auth(refresh);
+            let reply = self.send(request, false).await?;
+            if reply.status == 200 {
+                return store_session(&mut credentials, &reply.body).ok_or_else(unreadable_session);
+            }
+            if !refresh_token_is_dead(&reply) {
+                return Err(classify_session_failure(&reply));
+            }
+            credentials.remove(ACCESS_JWT);
+            credentials.remove(REFRESH_JWT);
+        }
+        self.login(account, base, &mut credentials).await
+    }
+
+    /// `createSession` with the identifier and app password the admin gave.
+    /// A refusal is remembered for a while: the same credentials are not
+    /// tried again by the next publication of the account.
+    async fn login(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        credentials: &mut Credentials,
+    ) -> Result<Session, ConnectorError> {
+        let (Some(identifier), Some(password)) = (
+            credentials.get("identifier"),
+            credentials.get("app_password"),
+        ) else {
+            return Err(ConnectorError::AuthRevoked {
+                message: "the account has no identifier or app password; reconnect the account"
+                    .into(),
+                status: None,
+            });
+        };
+        let fingerprint: [u8; 32] = Sha256::new()
+            .chain_update(base)
+            .chain_update([0])
+            .chain_update(identifier)
+            .chain_update([0])
+            .chain_update(password)
+            .finalize()
+            .into();
+        if let Some(error) = self.refused_before(&account.id, &fingerprint) {
+            return Err(error);
+        }
+        let request = self
+            .http
+            .post(xrpc_url(base, "com.atproto.server.createSession"))
+            .json(&json!({"identifier": identifier, "password": password}));
+        let reply = self.send(request, false).await?;
+        if reply.status != 200 {
+            let error = classify_session_failure(&reply);
+            if matches!(error, ConnectorError::AuthRevoked { .. }) {
+                self.remember_refusal(&account.id, fingerprint, &error);
+            }
+            return Err(error);
+        }
+        store_session(credentials, &reply.body).ok_or_else(unreadable_session)
+    }
+
+    fn refused_before(&self, account_id: &str, fingerprint: &[u8; 32]) -> Option<ConnectorError> {
+        let refused = self
+            .refused_logins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        refused
+            .get(account_id)
+            .filter(|r| &r.fingerprint == fingerprint && r.at.elapsed() < REFUSED_LOGIN_MEMORY)
+            .map(|r| r.error.clone())
+    }
+
+    fn remember_refusal(&self, account_id: &str, fingerprint: [u8; 32], error: &ConnectorError) {
+        let mut refused = self
+            .refused_logins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        refused.retain(|_, r| r.at.elapsed() < REFUSED_LOGIN_MEMORY);
+        refused.insert(
+            account_id.to_string(),
+            RefusedLogin {
+                fingerprint,
+                at: Instant::now(),
+                error: error.clone(),
+            },
+        );
+    }
+
+    /// Look the post up by its record key: `Some` if it exists.
+    async fn find(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        rkey: &str,
+    ) -> Result<Option<Published>, ConnectorError> {
+        let (reply, session) = self
+            .call_with_session(account, base, &Call::GetRecord { rkey })
+            .await?;
+        if reply.status == 200 {
+            return published(&reply, &session).map(Some).ok_or_else(|| {
+                ConnectorError::Transient {
+                    message: "Bluesky returned the record without its URI".into(),
+                    status: Some(200),
+                }
+            });
+        }
+        if reply.error == "RecordNotFound" {
+            return Ok(None);
+        }
+        Err(match classify(&reply, Utc::now()) {
+            // A lookup changes nothing: whatever it hit can be tried again.
+            ConnectorError::Unknown { message } => ConnectorError::Transient {
+                message,
+                status: Some(reply.status),
+            },
+            other => other,
+        })
+    }
+}
+
+/// Store the tokens of a `createSession`/`refreshSession` answer.
+fn store_session(credentials: &mut Credentials, body: &Value) -> Option<Session> {
+    let field = |name: &str| body.get(name).and_then(Value::as_str);
+    let (access, refresh, did) = (field("accessJwt")?, field("refreshJwt")?, field("did")?);
+    credentials.set(ACCESS_JWT, access);
+    credentials.set(REFRESH_JWT, refresh);
+    credentials.set(DID, did);
+    if let Some(handle) = field("handle") {
+        credentials.set(HANDLE, handle);
+    }
+    Some(Session {
+        access: access.to_string(),
+        did: did.to_string(),
+        handle: field("handle").map(str::to_string),
+    })
+}
+
+fn unreadable_session() -> ConnectorError {
+    ConnectorError::Transient {
+        message: "Bluesky's session answer had no tokens".into(),
+        status: Some(200),
+    }
+}
+
+fn base_url(account: &AccountSession) -> String {
+    account
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .unwrap_or(DEFAULT_BASE_URL)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn xrpc_url(base: &str, nsid: &str) -> String {
+    format!("{base}/xrpc/{nsid}")
+}
+
+/// The `app.bsky.feed.post` record for `post`, created at `now`.
+fn post_record(post: &Post, now: DateTime<Utc>) -> Value {
+    let mut record = json!({
+        "$type": POST_COLLECTION,
+        "text": post.text,
+        "createdAt": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    });
+    if let Some(language) = post.language.as_deref().filter(|l| !l.trim().is_empty()) {
+        record["langs"] = json!([language.trim()]);
+    }
+    let facets = link_facets(&post.text);
+    if !facets.is_empty() {
+        record["facets"] = Value::Array(facets);
+    }
+    record
+}
+
+/// The post a `createRecord` or `getRecord` answer names.
+fn published(reply: &Reply, session: &Session) -> Option<Published> {
+    let uri = reply.body.get("uri").and_then(Value::as_str)?;
+    let rkey = rkey_of(uri)?;
+    let author = session.handle.as_deref().unwrap_or(&session.did);
+    Some(Published {
+        remote_id: uri.to_string(),
+        remote_url: Some(post_url(author, rkey)),
+        pause_until: match reply.limits.remaining {
+            Some(0) => reply.limits.reset,
+            _ => None,
+        },
+    })
+}
+
+/// The record key: the last segment of an `at://` URI.
+fn rkey_of(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("at://")?;
+    let (_, rkey) = rest.rsplit_once('/')?;
+    (!rkey.is_empty()).then_some(rkey)
+}
+
+/// `https://bsky.app/profile/<handle or did>/post/<rkey>`
+fn post_url(author: &str, rkey: &str) -> String {
+    format!("https://bsky.app/profile/{author}/post/{rkey}")
+}
+
+/// The access token no longer works: expired (400 or 401, PDS or AppView
+/// form), unknown, or any other 401 except a takedown.
+fn needs_new_session(reply: &Reply) -> bool {
+    match reply.error.as_str() {
+        "AccountTakedown" => false,
+        "ExpiredToken" | "InvalidToken" => true,
+        _ => reply.status == 401,
+    }
+}
+
+/// `refreshSession` failed because the refresh token itself is expired,
+/// revoked or unknown: only a new login helps.
+fn refresh_token_is_dead(reply: &Reply) -> bool {
+    matches!(reply.error.as_str(), "ExpiredToken" | "InvalidToken")
+        || (reply.status == 401 && reply.error != "AccountTakedown")
+}
+
+/// The rkey is taken: an earlier attempt of this delivery made the record.
+fn is_duplicate(reply: &Reply) -> bool {
+    reply.status == 400
+        && matches!(reply.error.as_str(), "InvalidRequest" | "InvalidSwap")
+        && reply
+            .message
+            .to_ascii_lowercase()
+            .contains("already exists")
+}
+
+/// A failed `createSession` or `refreshSession` (not a dead refresh token).
+fn classify_session_failure(reply: &Reply) -> ConnectorError {
+    let status = Some(reply.status);
+    match (reply.status, reply.error.as_str()) {
+        (429, _) | (500.., _) => classify(reply, Utc::now()),
+        (_, "AccountTakedown") => classify(reply, Utc::now()),
+        (_, "AuthFactorTokenRequired") => ConnectorError::AuthRevoked {
+            message: "Bluesky asks for a sign-in code: give Herald an app password instead".into(),
+            status,
+        },
+        (401, _) | (_, "AuthenticationRequired") => ConnectorError::AuthRevoked {
+            message: "the app password was refused; reconnect the account".into(),
+            status,
+        },
+        _ => ConnectorError::AuthRevoked {
+            message: format!(
+                "could not sign in ({}); reconnect the account",
+                reply.describe()
+            ),
+            status,
+        },
+    }
+}
+
+/// Classify a failed call. An auth failure that reaches this point
+/// happened with a renewed session.
+fn classify(reply: &Reply, now: DateTime<Utc>) -> ConnectorError {
+    let status = Some(reply.status);
+    let message = reply.describe();
+    if reply.error == "AccountTakedown" {
+        return ConnectorError::AuthRevoked {
+            message: format!("the account is taken down on Bluesky ({message})"),
+            status,
+        };
+    }
+    match reply.status {
+        429 => ConnectorError::RateLimited {
+            retry_after: retry_after(&reply.limits, now),
+            message,
+            status,
+        },
+        408 | 500.. => ConnectorError::Transient { message, status },
+        _ if reply.error == "ExpiredToken" => ConnectorError::AuthExpired { message, status },
+        _ if needs_new_session(reply) => ConnectorError::AuthRevoked { message, status },
+        _ => ConnectorError::Rejected { message, status },
+    }
+}
+
+/// Link facets for every web address in `text`, the way the Bluesky app
+/// makes them: an `http(s)://` URL, or a bare domain with a known top-level
+/// domain (linked as `https://…`), that starts the text or follows
+/// whitespace or `(`. Offsets are UTF-8 byte offsets.
+pub fn link_facets(text: &str) -> Vec<Value> {
+    let mut finder = LinkFinder::new();
+    finder.kinds(&[LinkKind::Url]);
+    finder.url_must_have_scheme(false);
+    finder
+        .links(text)
+        .filter(|link| {
+            text[..link.start()]
+                .chars()
+                .next_back()
+                .is_none_or(|c| c.is_whitespace() || c == '(')
+        })
+        .filter_map(|link| {
+            let found = link.as_str();
+            let uri = if has_web_scheme(found) {
+                found.to_string()
+            } else if !found.contains("://") && is_linkable_domain(found) {
+                format!("https://{found}")
+            } else {
+                return None;
+            };
+            Some(json!({
+                "index": {"byteStart": link.start(), "byteEnd": link.end()},
+                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": uri}],
+            }))
+        })
+        .collect()
+}
+
+fn has_web_scheme(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// A bare address the Bluesky app links: its host is ASCII letters and
+/// digits in dot-separated labels (starting with a letter) and ends in a
+/// known top-level domain.
+fn is_linkable_domain(found: &str) -> bool {
+    let host = found
+        .split(['/', '?', '#', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut labels = host.split('.');
+    let first_ok = labels
+        .next()
+        .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()));
+    let all_ok = host
+        .split('.')
+        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let tld = host.rsplit('.').next().unwrap_or_default();
+    first_ok && all_ok && host.contains('.') && is_known_tld(tld)
+}
+
+/// Every country-code TLD, and the generic ones a public statement is likely
+/// to use. The app checks the full IANA list; a rarer generic TLD is still
+/// linked when written with `https://`.
+fn is_known_tld(tld: &str) -> bool {
+    const COUNTRY: &str =
+        "ac ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi \
+        bj bm bn bo br bs bt bv bw by bz ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz \
+        de dj dk dm do dz ec ee eg er es et eu fi fj fk fm fo fr ga gb gd ge gf gg gh gi gl gm gn \
+        gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je jm jo jp ke kg \
+        kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mg mh mk ml mm mn \
+        mo mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph \
+        pk pl pm pn pr ps pt pw py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr \
+        ss st su sv sx sy sz tc td tf tg th tj tk tl tm tn to tr tt tv tw tz ua ug uk us uy uz va \
+        vc ve vg vi vn vu wf ws ye yt za zm zw";
+    const GENERIC: &str = "com org net edu gov mil int info biz name pro mobi aero coop museum \
+        app dev page site online website web blog news social media live link cloud tech digital \
+        network world global city town community health care help support center services \
+        gouv bund paris berlin london nyc tokyo earth zone today one";
+    tld.len() >= 2
+        && COUNTRY
+            .split_ascii_whitespace()
+            .chain(GENERIC.split_ascii_whitespace())
+            .any(|known| known == tld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn facet_spans(text: &str) -> Vec<(String, String)> {
+        link_facets(text)
+            .iter()
+            .map(|f| {
+                let start = f["index"]["byteStart"].as_u64().unwrap() as usize;
+                let end = f["index"]["byteEnd"].as_u64().unwrap() as usize;
+                let uri = f["features"][0]["uri"].as_str().unwrap().to_string();
+                (text[start..end].to_string(), uri)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn facet_offsets_are_utf8_bytes_not_characters() {
+        let text = "Évacuation 🚨 près du café: https://ville.example.fr/alerte?z=1 maintenant";
+        let facets = link_facets(text);
+        assert_eq!(facets.len(), 1);
+        let start = facets[0]["index"]["byteStart"].as_u64().unwrap() as usize;
+        let end = facets[0]["index"]["byteEnd"].as_u64().unwrap() as usize;
+        // 3 accented letters (2 bytes) and one emoji (4 bytes) come before the URL.
+        let chars_before = text.chars().take_while(|&c| c != 'h').count();
+        assert_eq!(start, chars_before + 3 + 3);
+        assert_eq!(&text[start..end], "https://ville.example.fr/alerte?z=1");
+        assert_eq!(
+            facets[0]["features"][0],
+            json!({"$type": "app.bsky.richtext.facet#link", "uri": "https://ville.example.fr/alerte?z=1"})
+        );
+    }
+
+    #[test]
+    fn trailing_punctuation_and_closing_brackets_stay_out_of_the_link() {
+        assert_eq!(
+            facet_spans("Read https://example.com/a. Then (see https://example.org/b)!"),
+            vec![
+                (
+                    "https://example.com/a".into(),
+                    "https://example.com/a".into()
+                ),
+                (
+                    "https://example.org/b".into(),
+                    "https://example.org/b".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            facet_spans("Wiki: https://en.wikipedia.org/wiki/Flood_(disambiguation)"),
+            vec![(
+                "https://en.wikipedia.org/wiki/Flood_(disambiguation)".into(),
+                "https://en.wikipedia.org/wiki/Flood_(disambiguation)".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn bare_domains_with_a_known_tld_link_as_https() {
+        assert_eq!(
+            facet_spans("Updates at city.gov/alerts and bbc.co.uk, not notes.txt or v1.2"),
+            vec![
+                ("city.gov/alerts".into(), "https://city.gov/alerts".into()),
+                ("bbc.co.uk".into(), "https://bbc.co.uk".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_web_links_after_a_space_or_bracket_are_linked() {
+        assert!(link_facets("mail help@example.com or ftp://example.com/x").is_empty());
+        assert!(link_facets("see:https://example.com").is_empty());
+        assert_eq!(facet_spans("HTTPS://EXAMPLE.COM").len(), 1);
+        assert!(link_facets("no links here").is_empty());
+    }
+
+    fn post(text: &str, language: Option<&str>) -> Post {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+        Post {
+            delivery_id: "d".into(),
+            statement_id: "s".into(),
+            statement_version: 1,
+            title: "t".into(),
+            kind: "crisis".into(),
+            text: text.into(),
+            language: language.map(str::to_string),
+            planned_at: at,
+            idempotency_key: crate::platforms::connector::tid(at, 1),
+            first_attempt_at: at,
+        }
+    }
+
+    #[test]
+    fn the_record_has_type_text_millisecond_utc_time_langs_and_facets() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+        let record = post_record(&post("Go to https://example.com", Some("en")), now);
+        assert_eq!(record["$type"], "app.bsky.feed.post");
+        assert_eq!(record["createdAt"], "2026-11-25T09:00:00.000Z");
+        assert_eq!(record["langs"], json!(["en"]));
+        assert_eq!(record["facets"].as_array().map(Vec::len), Some(1));
+        let plain = post_record(&post("no link", None), now);
+        assert!(plain.get("langs").is_none() && plain.get("facets").is_none());
+    }
+
+    #[test]
+    fn post_urls_use_the_record_key_of_the_uri() {
+        let uri = "at://did:plc:abc/app.bsky.feed.post/3kf2577exva2x";
+        assert_eq!(rkey_of(uri), Some("3kf2577exva2x"));
+        assert_eq!(rkey_of("https://x/y"), None);
+        assert_eq!(
+            post_url("alice.bsky.social", "3kf2577exva2x"),
+            "https://bsky.app/profile/alice.bsky.social/post/3kf2577exva2x"
+        );
+    }
+
+    #[test]
+    fn rate_limit_headers_give_the_wait_and_the_pause() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("RateLimit-Remaining", "0".parse().unwrap());
+        headers.insert(
+            "RateLimit-Reset",
+            (now.timestamp() + 90).to_string().parse().unwrap(),
+        );
+        let parsed = RateHeaders::parse(&headers, now);
+        assert_eq!(parsed.remaining, Some(0));
+        assert_eq!(parsed.reset, Some(now + chrono::Duration::seconds(90)));
+        assert_eq!(retry_after(&parsed, now), Duration::from_secs(90));
+        // A reset already past still waits a second; none at all waits a minute.
+        let past = RateHeaders {
+            reset: Some(now - chrono::Duration::seconds(5)),
+            ..RateHeaders::default()
+        };
+        assert_eq!(retry_after(&past, now), Duration::from_secs(1));
+        assert_eq!(
+            retry_after(&RateHeaders::default(), now),
+            DEFAULT_RETRY_AFTER
+        );
+        let retry = RateHeaders {
+            retry_after: Some(Duration::from_secs(30)),
+            ..RateHeaders::default()
+        };
+        assert_eq!(retry_after(&retry, now), Duration::from_secs(30));
+        // A draft-style delta is read as seconds from now.
+        assert_eq!(
+            reset_instant("120", now),
+            Some(now + chrono::Duration::seconds(120))
+        );
+        assert_eq!(reset_instant("soon", now), None);
+    }
+
+    fn reply(status: u16, error: &str, message: &str) -> Reply {
+        Reply {
+            status,
+            error: error.into(),
+            message: message.into(),
+            ..Reply::default()
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_status_and_error_name() {
+        let now = Utc::now();
+        let class = |r: Reply| classify(&r, now).class();
+        assert_eq!(class(reply(429, "RateLimitExceeded", "")), "rate_limited");
+        assert_eq!(class(reply(502, "UpstreamFailure", "")), "transient");
+        assert_eq!(
+            class(reply(400, "ExpiredToken", "Token has expired")),
+            "auth_expired"
+        );
+        assert_eq!(
+            class(reply(401, "ExpiredToken", "Token has expired")),
+            "auth_expired"
+        );
+        assert_eq!(class(reply(400, "InvalidToken", "")), "auth_revoked");
+        assert_eq!(class(reply(401, "AuthMissing", "")), "auth_revoked");
+        assert_eq!(class(reply(400, "AccountTakedown", "")), "auth_revoked");
+        assert_eq!(
+            class(reply(400, "InvalidRequest", "Record/text too long")),
+            "rejected"
+        );
+        assert!(needs_new_session(&reply(400, "ExpiredToken", "")));
+        assert!(needs_new_session(&reply(401, "ExpiredToken", "")));
+        assert!(!needs_new_session(&reply(400, "InvalidRequest", "")));
+        assert!(is_duplicate(&reply(
+            400,
+            "InvalidRequest",
+            "Record already exists"
+        )));
+        assert!(!is_duplicate(&reply(
+            400,
+            "InvalidRequest",
+            "Record/text too long"
+        )));
+    }
+
+    #[test]
+    fn session_failures_ask_for_a_reconnect_unless_they_are_temporary() {
+        let refused = classify_session_failure(&reply(
+            401,
+            "AuthenticationRequired",
+            "Invalid identifier or password",
+        ));
+        assert_eq!(
+            refused,
+            ConnectorError::AuthRevoked {
+                message: "the app password was refused; reconnect the account".into(),
+                status: Some(401),
+            }
+        );
+        assert_eq!(
+            classify_session_failure(&reply(429, "RateLimitExceeded", "")).class(),
+            "rate_limited"
+        );
+        assert_eq!(
+            classify_session_failure(&reply(503, "NotEnoughResources", "")).class(),
+            "transient"
+        );
+        assert!(refresh_token_is_dead(&reply(
+            400,
+            "ExpiredToken",
+            "Token has been revoked"
+        )));
+        assert!(!refresh_token_is_dead(&reply(400, "AccountTakedown", "")));
+    }
+
+    #[test]
+    fn long_server_messages_are_cut() {
+        let long = "x".repeat(1000);
+        let text = reply(400, "InvalidRequest", &long).describe();
+        assert!(text.len() < 400, "{}", text.len());
+        assert!(text.starts_with("Bluesky answered 400 InvalidRequest: xxx"));
     }
 }

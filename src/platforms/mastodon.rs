@@ -1,39 +1,647 @@
-//! Mastodon connector (placeholder until its implementation lands).
+//! Mastodon connector (shared/platforms.md §1).
+//!
+//! Publishing is `POST /api/v1/statuses` with the delivery's `Idempotency-Key`,
+//! which the instance keeps for an hour: a repeat within the hour returns the
+//! original status and creates nothing. So after an `Unknown` outcome,
+//! reconciling within 55 minutes of the first attempt simply posts again with
+//! the same key; later, it lists the account's statuses and compares texts.
+//!
+//! Access tokens never expire and there is no refresh token, so any 401 means
+//! an admin must reconnect the account.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::connector::retry_after_seconds;
 use super::{AccountSession, Connector, ConnectorError, Post, Published};
 
+/// Keys expire after an hour on the instance; past this age a repeat could post twice.
+const IDEMPOTENT_RETRY_WINDOW: chrono::Duration = chrono::Duration::minutes(55);
+/// Statuses created this long before the first attempt cannot be ours (clock skew margin).
+const LOOKUP_MARGIN: chrono::Duration = chrono::Duration::minutes(1);
+/// Mastodon's largest page of account statuses.
+const PAGE_SIZE: usize = 40;
+/// Listing more pages than this (2,000 statuses) gives up rather than burn the rate limit.
+const MAX_PAGES: usize = 50;
+/// Wait after a 429 that says nothing about when to come back.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Mastodon's regional language codes; any other tag is sent as its primary subtag.
+const REGIONAL_LANGUAGES: [&str; 4] = ["zh-CN", "zh-HK", "zh-TW", "zh-YUE"];
+
+/// Publishes statuses on the account's own instance (`AccountSession::base_url`)
+/// with the `access_token` credential.
 #[derive(Clone)]
 pub struct Mastodon {
-    #[allow(dead_code)]
     http: reqwest::Client,
+}
+
+/// Where and as whom to call.
+struct Target {
+    base: String,
+    token: String,
 }
 
 impl Mastodon {
     pub fn new(http: reqwest::Client) -> Self {
         Self { http }
     }
+
+    /// The instance's status length limit: `GET /api/v2/instance` →
+    /// `configuration.statuses.max_characters`.
+    pub async fn instance_limit(&self, base_url: &str) -> Result<u32, ConnectorError> {
+        let base = base_url.trim_end_matches('/');
+        let response = self
+            .http
+            .get(format!("{base}/api/v2/instance"))
+            .send()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        let (status, headers, body) = read(response).await?;
+        if !status.is_success() {
+            return Err(classify(status, &headers, &body));
+        }
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["configuration"]["statuses"]["max_characters"].as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| ConnectorError::Rejected {
+                message: "the instance did not give configuration.statuses.max_characters"
+                    .to_string(),
+                status: Some(status.as_u16()),
+            })
+    }
+
+    async fn target(account: &AccountSession) -> Result<Target, ConnectorError> {
+        let base = account
+            .base_url
+            .as_deref()
+            .map(|b| b.trim().trim_end_matches('/'))
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ConnectorError::Rejected {
+                message: "the account has no instance base URL".to_string(),
+                status: None,
+            })?;
+        if url::Url::parse(base).is_err() {
+            return Err(ConnectorError::Rejected {
+                message: format!("the account's instance base URL is not a URL: {base}"),
+                status: None,
+            });
+        }
+        let token = account
+            .credentials
+            .lock()
+            .await
+            .get("access_token")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| ConnectorError::AuthRevoked {
+                message: "the account has no access_token: reconnect it".to_string(),
+                status: None,
+            })?;
+        Ok(Target {
+            base: base.to_string(),
+            token,
+        })
+    }
+
+    async fn post_status(&self, target: &Target, post: &Post) -> Result<Published, ConnectorError> {
+        let mut form = vec![
+            ("status", post.text.clone()),
+            ("visibility", "public".into()),
+        ];
+        if let Some(language) = post.language.as_deref().and_then(mastodon_language) {
+            form.push(("language", language));
+        }
+        let response = self
+            .http
+            .post(format!("{}/api/v1/statuses", target.base))
+            .bearer_auth(&target.token)
+            .header("Idempotency-Key", &post.idempotency_key)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        let (status, headers, body) = read(response).await?;
+        if !status.is_success() {
+            return Err(classify(status, &headers, &body));
+        }
+        let json: Value = serde_json::from_str(&body).map_err(|_| ConnectorError::Unknown {
+            message: "Mastodon answered 200 with a body that is not a status".to_string(),
+        })?;
+        let remote = RemoteStatus::from_json(&json).ok_or_else(|| ConnectorError::Unknown {
+            message: "Mastodon answered 200 without a status id".to_string(),
+        })?;
+        Ok(remote.published(pause_until(&headers, Utc::now())))
+    }
+
+    async fn get_json(&self, target: &Target, path: &str) -> Result<Value, ConnectorError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", target.base))
+            .bearer_auth(&target.token)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        let (status, headers, body) = read(response).await?;
+        if !status.is_success() {
+            return Err(classify(status, &headers, &body));
+        }
+        serde_json::from_str(&body).map_err(|_| ConnectorError::Transient {
+            message: format!("Mastodon answered {path} with a body that is not JSON"),
+            status: Some(status.as_u16()),
+        })
+    }
+
+    /// Look for `post` among the account's statuses created since its first
+    /// attempt (less a margin). The oldest match wins: it is the closest to
+    /// the first attempt, should the same text have gone out twice since.
+    async fn find_by_listing(
+        &self,
+        target: &Target,
+        post: &Post,
+    ) -> Result<Option<Published>, ConnectorError> {
+        let me = self
+            .get_json(target, "/api/v1/accounts/verify_credentials")
+            .await?;
+        let account_id = id_of(&me["id"]).ok_or_else(|| ConnectorError::Transient {
+            message: "verify_credentials gave no account id".to_string(),
+            status: None,
+        })?;
+        let account_id: String = form_urlencoded::byte_serialize(account_id.as_bytes()).collect();
+        let cutoff = post.first_attempt_at - LOOKUP_MARGIN;
+        let wanted = normalize_text(&post.text);
+        let mut found: Option<RemoteStatus> = None;
+        let mut max_id: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut path = format!(
+                "/api/v1/accounts/{account_id}/statuses?limit={PAGE_SIZE}&exclude_reblogs=true"
+            );
+            if let Some(max_id) = &max_id {
+                path.push_str("&max_id=");
+                path.extend(form_urlencoded::byte_serialize(max_id.as_bytes()));
+            }
+            let page = self.get_json(target, &path).await?;
+            let statuses = page.as_array().map(Vec::as_slice).unwrap_or_default();
+            let Some(last) = statuses.last() else {
+                return Ok(found.map(|s| s.published(None)));
+            };
+            for json in statuses {
+                let Some(status) = RemoteStatus::from_json(json) else {
+                    continue;
+                };
+                if status.created_at.is_some_and(|at| at < cutoff) {
+                    return Ok(found.map(|s| s.published(None)));
+                }
+                if json["reblog"].is_null()
+                    && normalize_text(&html_to_text(&status.content)) == wanted
+                {
+                    found = Some(status);
+                }
+            }
+            match id_of(&last["id"]) {
+                Some(id) if max_id.as_deref() != Some(id.as_str()) => max_id = Some(id),
+                _ => return Ok(found.map(|s| s.published(None))),
+            }
+        }
+        match found {
+            Some(status) => Ok(Some(status.published(None))),
+            None => Err(ConnectorError::Unknown {
+                message: format!(
+                    "looked through {} statuses without reaching the first attempt",
+                    MAX_PAGES * PAGE_SIZE
+                ),
+            }),
+        }
+    }
 }
 
 impl Connector for Mastodon {
     async fn publish(
         &self,
-        _account: &AccountSession,
-        _post: &Post,
+        account: &AccountSession,
+        post: &Post,
     ) -> Result<Published, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "not implemented yet".into(),
-            status: None,
+        let target = Self::target(account).await?;
+        self.post_status(&target, post).await
+    }
+
+    /// Within 55 minutes of the first attempt: post again with the same
+    /// `Idempotency-Key` (the instance returns the original status, or creates
+    /// it if the first attempt never arrived). Later: list the account's
+    /// statuses back to the first attempt and compare texts.
+    async fn reconcile(
+        &self,
+        account: &AccountSession,
+        post: &Post,
+    ) -> Result<Option<Published>, ConnectorError> {
+        let target = Self::target(account).await?;
+        if Utc::now() - post.first_attempt_at < IDEMPOTENT_RETRY_WINDOW {
+            return self.post_status(&target, post).await.map(Some);
+        }
+        self.find_by_listing(&target, post).await
+    }
+}
+
+/// The parts of a Mastodon Status Herald uses.
+struct RemoteStatus {
+    id: String,
+    url: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    content: String,
+}
+
+impl RemoteStatus {
+    fn from_json(json: &Value) -> Option<Self> {
+        let text = |name: &str| json[name].as_str().map(str::to_string);
+        Some(Self {
+            id: id_of(&json["id"])?,
+            url: text("url").or_else(|| text("uri")),
+            created_at: json["created_at"]
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            content: text("content").unwrap_or_default(),
         })
     }
 
-    async fn reconcile(
-        &self,
-        _account: &AccountSession,
-        _post: &Post,
-    ) -> Result<Option<Published>, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "not implemented yet".into(),
-            status: None,
+    fn published(self, pause_until: Option<DateTime<Utc>>) -> Published {
+        Published {
+            remote_id: self.id,
+            remote_url: self.url,
+            pause_until,
+        }
+    }
+}
+
+/// Ids are strings in Mastodon's API; accept a number from a lenient fork.
+fn id_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Status, headers and body text; a body that cannot be read leaves the outcome unknown.
+async fn read(
+    response: reqwest::Response,
+) -> Result<(StatusCode, HeaderMap, String), ConnectorError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| ConnectorError::from_reqwest(&e))?;
+    Ok((status, headers, body))
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `X-RateLimit-Reset`, when `X-RateLimit-Remaining` says the budget is spent.
+fn pause_until(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let remaining = header(headers, "x-ratelimit-remaining")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    if remaining > 0 {
+        return None;
+    }
+    parse_rate_limit_reset(header(headers, "x-ratelimit-reset")?, now)
+}
+
+/// Parse `X-RateLimit-Reset`. Mastodon sends an ISO-8601 instant
+/// (`2020-09-08T13:25:00.019685Z`); for servers that imitate its API loosely,
+/// a number is read as epoch seconds when it is large enough to be one, else
+/// as seconds from `now`.
+pub fn parse_rate_limit_reset(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let value = value.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(value) {
+        return Some(at.with_timezone(&Utc));
+    }
+    let seconds = value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)?;
+    if seconds >= 1_000_000_000.0 {
+        DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
+    } else {
+        Some(now + chrono::Duration::milliseconds((seconds * 1000.0) as i64))
+    }
+}
+
+/// How long to wait after a 429: `Retry-After` if a server sends one (Mastodon
+/// documents none), else until `X-RateLimit-Reset` (at least a second), else a minute.
+fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Duration {
+    if let Some(wait) = retry_after_seconds(header(headers, "retry-after")) {
+        return wait;
+    }
+    header(headers, "x-ratelimit-reset")
+        .and_then(|v| parse_rate_limit_reset(v, now))
+        .map(|reset| {
+            (reset - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_secs(1))
         })
+        .unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+/// The network's `error` text, or the start of the body.
+fn error_text(status: StatusCode, body: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let error = v["error"].as_str()?.to_string();
+        Some(match v["error_description"].as_str() {
+            Some(description) => format!("{error}: {description}"),
+            None => error,
+        })
+    });
+    let text = from_json.unwrap_or_else(|| body.trim().chars().take(200).collect());
+    if text.is_empty() {
+        format!("Mastodon answered {}", status.as_u16())
+    } else {
+        format!("Mastodon answered {}: {text}", status.as_u16())
+    }
+}
+
+/// Classify an answer that is not a success.
+///
+/// 403 is `AuthRevoked`, not `Rejected`: Mastodon sends it for a token that
+/// lacks a scope or for a login that is disabled, unconfirmed or pending
+/// approval. Each affects every post of the account and needs an admin to
+/// fix the account and reconnect it; failing posts one by one would hide that.
+fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> ConnectorError {
+    let message = error_text(status, body);
+    let code = Some(status.as_u16());
+    match status.as_u16() {
+        429 => ConnectorError::RateLimited {
+            retry_after: retry_after(headers, Utc::now()),
+            message,
+            status: code,
+        },
+        401 => ConnectorError::AuthRevoked {
+            message: format!("{message} (Mastodon tokens never expire: reconnect the account)"),
+            status: code,
+        },
+        403 => ConnectorError::AuthRevoked {
+            message,
+            status: code,
+        },
+        500..=599 => ConnectorError::Transient {
+            message,
+            status: code,
+        },
+        _ => ConnectorError::Rejected {
+            message,
+            status: code,
+        },
+    }
+}
+
+/// The `language` to send for a BCP-47 tag: Mastodon knows ISO 639 codes and
+/// a few regional Chinese ones, and silently ignores anything else, so
+/// `en-GB` goes out as `en`.
+pub fn mastodon_language(tag: &str) -> Option<String> {
+    let tag = tag.trim();
+    if let Some(regional) = REGIONAL_LANGUAGES
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(tag))
+    {
+        return Some(regional.to_string());
+    }
+    let primary = tag
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    (2..=3)
+        .contains(&primary.len())
+        .then_some(primary)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+/// Plain text of a status's HTML `content`: `<br>` is a newline, a new
+/// paragraph a blank line, other tags vanish (a link keeps its full text,
+/// invisible spans included), entities are decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        if c == '<' {
+            let Some(end) = rest.find('>') else {
+                out.push_str(rest);
+                break;
+            };
+            let tag = rest[1..end].trim().to_ascii_lowercase();
+            let name: String = tag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+                .collect();
+            match name.as_str() {
+                "br" | "br/" => out.push('\n'),
+                "p" if !out.is_empty() => out.push_str("\n\n"),
+                _ => {}
+            }
+            rest = &rest[end + 1..];
+        } else if c == '&' {
+            let decoded = rest
+                .get(1..rest.len().min(12))
+                .and_then(|s| s.find(';').map(|i| &s[..i]))
+                .and_then(|entity| decode_entity(entity).map(|ch| (ch, entity.len() + 2)));
+            match decoded {
+                Some((ch, len)) => {
+                    out.push(ch);
+                    rest = &rest[len..];
+                }
+                None => {
+                    out.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+fn decode_entity(entity: &str) -> Option<char> {
+    match entity {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        "nbsp" => Some('\u{a0}'),
+        _ => {
+            let number = entity.strip_prefix('#')?;
+            let code = match number.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => number.parse().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+/// Text as compared for reconciliation: line endings unified, trailing spaces
+/// and runs of blank lines (which Mastodon's paragraphs fold) reduced, trimmed.
+fn normalize_text(text: &str) -> String {
+    let text = text
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\u{a0}', " ");
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = false;
+    for line in text.trim().lines().map(str::trim_end) {
+        if line.is_empty() {
+            blank_run = true;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank_run { "\n\n" } else { "\n" });
+        }
+        out.push_str(line);
+        blank_run = false;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_reset_header_is_an_iso_instant_with_microseconds() {
+        let now = Utc.with_ymd_and_hms(2020, 9, 8, 13, 20, 0).unwrap();
+        let reset = parse_rate_limit_reset("2020-09-08T13:25:00.019685Z", now).unwrap();
+        assert_eq!(reset.timestamp(), now.timestamp() + 300);
+        assert_eq!(reset.timestamp_subsec_micros(), 19_685);
+        assert_eq!(
+            parse_rate_limit_reset("1599571500", now),
+            Some(Utc.with_ymd_and_hms(2020, 9, 8, 13, 25, 0).unwrap())
+        );
+        assert_eq!(
+            parse_rate_limit_reset("30", now),
+            Some(now + chrono::Duration::seconds(30))
+        );
+        assert_eq!(parse_rate_limit_reset("soon", now), None);
+        assert_eq!(parse_rate_limit_reset("-5", now), None);
+    }
+
+    #[test]
+    fn a_429_waits_for_retry_after_then_the_reset_then_a_minute() {
+        let now = Utc.with_ymd_and_hms(2020, 9, 8, 13, 20, 0).unwrap();
+        let reset = "2020-09-08T13:25:00.019685Z";
+        assert_eq!(
+            retry_after(&headers(&[("x-ratelimit-reset", reset)]), now),
+            Duration::from_micros(300_019_685)
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("x-ratelimit-reset", reset), ("retry-after", "7")]),
+                now
+            ),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("x-ratelimit-reset", "2020-09-08T13:19:00Z")]),
+                now
+            ),
+            Duration::from_secs(1)
+        );
+        assert_eq!(retry_after(&HeaderMap::new(), now), DEFAULT_RETRY_AFTER);
+    }
+
+    #[test]
+    fn only_a_spent_budget_pauses_the_account() {
+        let now = Utc.with_ymd_and_hms(2020, 9, 8, 13, 20, 0).unwrap();
+        let reset = "2020-09-08T13:25:00Z";
+        assert_eq!(
+            pause_until(
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", reset)]),
+                now
+            ),
+            Some(Utc.with_ymd_and_hms(2020, 9, 8, 13, 25, 0).unwrap())
+        );
+        assert_eq!(
+            pause_until(
+                &headers(&[("x-ratelimit-remaining", "3"), ("x-ratelimit-reset", reset)]),
+                now
+            ),
+            None
+        );
+        assert_eq!(pause_until(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn statuses_are_classified_as_the_docs_say() {
+        let none = HeaderMap::new();
+        let body = r#"{"error":"The access token was revoked"}"#;
+        let revoked = classify(StatusCode::UNAUTHORIZED, &none, body);
+        assert_eq!(revoked.class(), "auth_revoked");
+        assert!(revoked.to_string().contains("The access token was revoked"));
+        let scope = r#"{"error":"This action is outside the authorized scopes"}"#;
+        assert_eq!(
+            classify(StatusCode::FORBIDDEN, &none, scope).class(),
+            "auth_revoked"
+        );
+        let long = r#"{"error":"Validation failed: Text character limit of 500 exceeded"}"#;
+        let rejected = classify(StatusCode::UNPROCESSABLE_ENTITY, &none, long);
+        assert_eq!(rejected.class(), "rejected");
+        assert_eq!(rejected.status(), Some(422));
+        assert!(rejected.to_string().contains("character limit of 500"));
+        assert_eq!(
+            classify(StatusCode::BAD_GATEWAY, &none, "<html>").class(),
+            "transient"
+        );
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, &none, "").to_string(),
+            "rejected: Mastodon answered 404"
+        );
+    }
+
+    #[test]
+    fn languages_go_out_as_mastodon_codes() {
+        assert_eq!(mastodon_language("en").as_deref(), Some("en"));
+        assert_eq!(mastodon_language("en-GB").as_deref(), Some("en"));
+        assert_eq!(mastodon_language("pt_BR").as_deref(), Some("pt"));
+        assert_eq!(mastodon_language("zh-tw").as_deref(), Some("zh-TW"));
+        assert_eq!(mastodon_language("ast").as_deref(), Some("ast"));
+        assert_eq!(mastodon_language(""), None);
+        assert_eq!(mastodon_language("english"), None);
+    }
+
+    #[test]
+    fn html_content_becomes_the_text_that_was_sent() {
+        let html = "<p>Fish &amp; &lt;chips&gt;<br />line two &#39;q&#x27;</p><p>See <a href=\"https://example.org/long/path\" rel=\"nofollow\"><span class=\"invisible\">https://</span><span class=\"ellipsis\">example.org/lo</span><span class=\"invisible\">ng/path</span></a></p>";
+        assert_eq!(
+            html_to_text(html),
+            "Fish & <chips>\nline two 'q'\n\nSee https://example.org/long/path"
+        );
+        assert_eq!(html_to_text("<p>a &unknown; & b</p>"), "a &unknown; & b");
+        assert_eq!(html_to_text("<p>broken <b"), "broken <b");
+    }
+
+    #[test]
+    fn comparison_ignores_what_mastodon_reformats() {
+        assert_eq!(normalize_text("  a \r\nb\n\n\n\nc  \n"), "a\nb\n\nc");
+        assert_ne!(normalize_text("a\nb"), normalize_text("a b"));
     }
 }

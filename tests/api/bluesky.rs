@@ -1,0 +1,606 @@
+//! The Bluesky connector against the fake PDS: sessions (one login, refresh
+//! on both expired-token forms, fallback to one login), classification of
+//! failures, record contents, and reconciliation by record key.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use herald::fakes::bluesky::{FakeBluesky, RateLimit, RateLimits};
+use herald::platforms::bluesky::Bluesky;
+use herald::platforms::connector::tid;
+use herald::platforms::{AccountSession, Connector, ConnectorError, Credentials, Platform, Post};
+
+const HANDLE: &str = "city.bsky.social";
+const PASSWORD: &str = "abcd-efgh-ijkl-mnop";
+
+static CLOCK: AtomicU16 = AtomicU16::new(0);
+
+fn connector() -> Bluesky {
+    Bluesky::new(reqwest::Client::new())
+}
+
+fn account(fake: &FakeBluesky, handle: &str, password: &str) -> AccountSession {
+    let credentials = Credentials::new(BTreeMap::from([
+        ("identifier".to_string(), handle.to_string()),
+        ("app_password".to_string(), password.to_string()),
+    ]));
+    AccountSession::new(
+        "acct-1",
+        Platform::Bluesky,
+        handle,
+        Some(&fake.base_url()),
+        credentials,
+    )
+}
+
+fn post(text: &str) -> Post {
+    let now = Utc::now();
+    Post {
+        delivery_id: uuid::Uuid::now_v7().to_string(),
+        statement_id: uuid::Uuid::now_v7().to_string(),
+        statement_version: 1,
+        title: "Flood warning".into(),
+        kind: "crisis".into(),
+        text: text.into(),
+        language: Some("en".into()),
+        planned_at: now,
+        idempotency_key: tid(now, CLOCK.fetch_add(1, Ordering::Relaxed) % 1024),
+        first_attempt_at: now,
+    }
+}
+
+/// A fake with one account, and that account as Herald holds it.
+async fn setup() -> (FakeBluesky, AccountSession) {
+    let fake = FakeBluesky::start().await;
+    fake.add_account(HANDLE, PASSWORD);
+    let account = account(&fake, HANDLE, PASSWORD);
+    (fake, account)
+}
+
+async fn stored(account: &AccountSession, name: &str) -> Option<String> {
+    account
+        .credentials
+        .lock()
+        .await
+        .get(name)
+        .map(str::to_string)
+}
+
+/// Publish once so that a session is stored; forget the "changed" flag.
+async fn signed_in(fake: &FakeBluesky, account: &AccountSession) {
+    connector()
+        .publish(account, &post("first"))
+        .await
+        .expect("the first post goes out");
+    account.credentials.lock().await.take_changed();
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+}
+
+#[tokio::test]
+async fn bluesky_first_publish_logs_in_once_and_stores_the_session() {
+    let (fake, account) = setup().await;
+    let did = fake.add_account(HANDLE, PASSWORD);
+    let p = post("Roads closed north of the river.");
+    let published = connector().publish(&account, &p).await.expect("published");
+
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+    let mut credentials = account.credentials.lock().await;
+    assert!(credentials.take_changed(), "the session must be saved");
+    assert_eq!(credentials.get("did"), Some(did.as_str()));
+    assert_eq!(credentials.get("handle"), Some(HANDLE));
+    assert!(credentials.get("access_jwt").is_some_and(|t| t.len() > 20));
+    assert!(credentials.get("refresh_jwt").is_some_and(|t| t.len() > 20));
+    drop(credentials);
+
+    let rkey = &p.idempotency_key;
+    assert_eq!(
+        published.remote_id,
+        format!("at://{did}/app.bsky.feed.post/{rkey}")
+    );
+    assert_eq!(
+        published.remote_url.as_deref(),
+        Some(format!("https://bsky.app/profile/{HANDLE}/post/{rkey}").as_str())
+    );
+    assert_eq!(published.pause_until, None);
+
+    // The second post reuses the session: no login, nothing new to save.
+    connector()
+        .publish(&account, &post("Second"))
+        .await
+        .expect("published");
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+    assert!(!account.credentials.lock().await.take_changed());
+    assert_eq!(fake.posts().len(), 2);
+}
+
+#[tokio::test]
+async fn bluesky_twenty_concurrent_publications_share_one_login() {
+    let (fake, account) = setup().await;
+    let bluesky = connector();
+    let posts: Vec<Post> = (0..20).map(|i| post(&format!("Update {i}"))).collect();
+    let results = join_all(posts.iter().map(|p| bluesky.publish(&account, p))).await;
+
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+    assert_eq!(fake.posts().len(), 20);
+    assert_eq!(fake.post_requests(), 20);
+    let mut rkeys: Vec<String> = fake.posts().into_iter().map(|r| r.rkey).collect();
+    rkeys.sort();
+    let mut expected: Vec<String> = posts.iter().map(|p| p.idempotency_key.clone()).collect();
+    expected.sort();
+    assert_eq!(rkeys, expected);
+}
+
+#[tokio::test]
+async fn bluesky_record_has_created_at_langs_and_facets_that_slice_the_url_by_bytes() {
+    let (fake, account) = setup().await;
+    let text = "Évacuation près du café 🚨 details: https://ville.example.fr/crue?z=2 now";
+    let mut p = post(text);
+    p.language = Some("fr".into());
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    connector().publish(&account, &p).await.expect("published");
+
+    let posts = fake.posts();
+    let record = &posts[0];
+    assert_eq!(record.text, text);
+    assert_eq!(record.langs, vec!["fr".to_string()]);
+    assert_eq!(record.rkey, p.idempotency_key);
+    let created = chrono::DateTime::parse_from_rfc3339(&record.created_at).expect("RFC 3339");
+    assert!(record.created_at.ends_with('Z'), "{}", record.created_at);
+    assert!(created >= before && created <= Utc::now());
+
+    let facets = record.facets.as_array().expect("facets");
+    assert_eq!(facets.len(), 1);
+    let start = facets[0]["index"]["byteStart"].as_u64().unwrap() as usize;
+    let end = facets[0]["index"]["byteEnd"].as_u64().unwrap() as usize;
+    let bytes = record.text.as_bytes();
+    assert_eq!(
+        std::str::from_utf8(&bytes[start..end]).unwrap(),
+        "https://ville.example.fr/crue?z=2"
+    );
+    // Character offsets would be 6 bytes short (three 2-byte letters, one 4-byte emoji).
+    assert_eq!(
+        start,
+        text.chars().take_while(|&c| c != 'h').count() + 6,
+        "byte offsets, not character offsets"
+    );
+    assert_eq!(
+        facets[0]["features"][0]["$type"],
+        "app.bsky.richtext.facet#link"
+    );
+    assert_eq!(
+        facets[0]["features"][0]["uri"],
+        "https://ville.example.fr/crue?z=2"
+    );
+}
+
+async fn expired_token_is_refreshed_once(status: u16) {
+    let (fake, account) = setup().await;
+    signed_in(&fake, &account).await;
+    let access = stored(&account, "access_jwt").await;
+    let refresh = stored(&account, "refresh_jwt").await;
+
+    fake.expire_access_tokens(status);
+    connector()
+        .publish(&account, &post("After expiry"))
+        .await
+        .expect("the post goes out after a refresh");
+
+    assert_eq!(fake.sessions_refreshed(HANDLE), 1);
+    assert_eq!(fake.sessions_created(HANDLE), 1, "no new login");
+    assert_eq!(fake.posts().len(), 2);
+    assert!(account.credentials.lock().await.take_changed());
+    assert_ne!(stored(&account, "access_jwt").await, access);
+    assert_ne!(stored(&account, "refresh_jwt").await, refresh);
+}
+
+#[tokio::test]
+async fn bluesky_expired_token_400_from_the_pds_is_refreshed_and_the_post_goes_out() {
+    expired_token_is_refreshed_once(400).await;
+}
+
+#[tokio::test]
+async fn bluesky_expired_token_401_from_the_appview_is_refreshed_and_the_post_goes_out() {
+    expired_token_is_refreshed_once(401).await;
+}
+
+#[tokio::test]
+async fn bluesky_concurrent_publications_with_an_expired_token_refresh_once() {
+    let (fake, account) = setup().await;
+    signed_in(&fake, &account).await;
+    fake.expire_access_tokens(400);
+    let bluesky = connector();
+    let posts: Vec<Post> = (0..10).map(|i| post(&format!("Wave {i}"))).collect();
+    let results = join_all(posts.iter().map(|p| bluesky.publish(&account, p))).await;
+
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(fake.sessions_refreshed(HANDLE), 1);
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+    assert_eq!(fake.posts().len(), 11);
+}
+
+#[tokio::test]
+async fn bluesky_a_dead_refresh_token_falls_back_to_one_login() {
+    let (fake, account) = setup().await;
+    signed_in(&fake, &account).await;
+    let refresh = stored(&account, "refresh_jwt").await;
+    fake.expire_access_tokens(400);
+    fake.revoke_refresh_tokens(HANDLE);
+
+    connector()
+        .publish(&account, &post("After a new login"))
+        .await
+        .expect("published after logging in again");
+
+    assert_eq!(fake.sessions_refreshed(HANDLE), 0);
+    assert_eq!(fake.sessions_created(HANDLE), 2, "exactly one more login");
+    assert_ne!(stored(&account, "refresh_jwt").await, refresh);
+    assert!(account.credentials.lock().await.take_changed());
+    assert_eq!(fake.posts().len(), 2);
+}
+
+fn assert_no_secrets(error: &ConnectorError, secrets: &[Option<String>]) {
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    for secret in secrets.iter().flatten() {
+        assert!(!text.contains(secret.as_str()), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn bluesky_a_refused_app_password_is_auth_revoked() {
+    let (fake, _) = setup().await;
+    let wrong = account(&fake, HANDLE, "wrong-pass-word-xxxx");
+    let error = connector()
+        .publish(&wrong, &post("Never sent"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ConnectorError::AuthRevoked {
+            message: "the app password was refused; reconnect the account".into(),
+            status: Some(401),
+        }
+    );
+    assert_eq!(fake.post_requests(), 0);
+    assert_no_secrets(&error, &[Some("wrong-pass-word-xxxx".into())]);
+}
+
+#[tokio::test]
+async fn bluesky_concurrent_publications_with_a_refused_password_try_one_login() {
+    let (fake, _) = setup().await;
+    let wrong = account(&fake, HANDLE, "wrong-pass-word-xxxx");
+    let bluesky = connector();
+    let posts: Vec<Post> = (0..10).map(|i| post(&format!("Queued {i}"))).collect();
+    let results = join_all(posts.iter().map(|p| bluesky.publish(&wrong, p))).await;
+
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.class() == "auth_revoked")),
+        "{results:?}"
+    );
+    assert_eq!(fake.login_attempts(HANDLE), 1, "the refusal is remembered");
+    assert_eq!(fake.post_requests(), 0);
+
+    // Once the admin gives the right password, Herald logs in again.
+    let fixed = account(&fake, HANDLE, PASSWORD);
+    bluesky
+        .publish(&fixed, &post("Reconnected"))
+        .await
+        .expect("published");
+    assert_eq!(fake.login_attempts(HANDLE), 2);
+}
+
+#[tokio::test]
+async fn bluesky_a_revoked_app_password_with_a_dead_session_is_auth_revoked() {
+    let (fake, account) = setup().await;
+    signed_in(&fake, &account).await;
+    let secrets = [
+        stored(&account, "access_jwt").await,
+        stored(&account, "refresh_jwt").await,
+    ];
+    fake.expire_access_tokens(400);
+    fake.revoke_refresh_tokens(HANDLE);
+    fake.set_app_password(HANDLE, "a-new-app-password");
+
+    let error = connector()
+        .publish(&account, &post("Never sent"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "auth_revoked", "{error:?}");
+    assert_eq!(fake.posts().len(), 1);
+    assert_no_secrets(&error, &secrets);
+}
+
+#[tokio::test]
+async fn bluesky_a_taken_down_account_is_auth_revoked_with_or_without_a_session() {
+    let (fake, account) = setup().await;
+    signed_in(&fake, &account).await;
+    fake.take_down(HANDLE);
+
+    let with_session = connector()
+        .publish(&account, &post("Never sent"))
+        .await
+        .unwrap_err();
+    assert_eq!(with_session.class(), "auth_revoked", "{with_session:?}");
+    assert!(with_session.to_string().contains("AccountTakedown"));
+
+    let fresh = account_without_session(&fake);
+    let at_login = connector()
+        .publish(&fresh, &post("Never sent"))
+        .await
+        .unwrap_err();
+    assert_eq!(at_login.class(), "auth_revoked", "{at_login:?}");
+    assert_eq!(fake.posts().len(), 1);
+}
+
+fn account_without_session(fake: &FakeBluesky) -> AccountSession {
+    account(fake, HANDLE, PASSWORD)
+}
+
+#[tokio::test]
+async fn bluesky_a_server_error_is_transient_and_stores_nothing() {
+    let (fake, account) = setup().await;
+    fake.fail_next(1, 503);
+    let error = connector()
+        .publish(&account, &post("Try again"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "transient", "{error:?}");
+    assert_eq!(error.status(), Some(503));
+    assert!(fake.posts().is_empty());
+
+    // The next attempt of the same delivery goes through.
+    connector()
+        .publish(&account, &post("Try again"))
+        .await
+        .expect("published");
+    assert_eq!(fake.posts().len(), 1);
+}
+
+#[tokio::test]
+async fn bluesky_a_429_is_rate_limited_until_the_reset() {
+    let (fake, account) = setup().await;
+    fake.rate_limit_next(1, Duration::from_secs(120));
+    let error = connector()
+        .publish(&account, &post("Slow down"))
+        .await
+        .unwrap_err();
+    match error {
+        ConnectorError::RateLimited {
+            retry_after,
+            status,
+            ..
+        } => {
+            assert_eq!(status, Some(429));
+            assert!(
+                (Duration::from_secs(118)..=Duration::from_secs(121)).contains(&retry_after),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert!(fake.posts().is_empty());
+}
+
+#[tokio::test]
+async fn bluesky_spent_write_points_pause_the_account_until_the_reset() {
+    let (fake, account) = setup().await;
+    fake.set_rate_limits(RateLimits {
+        write_points: Some(RateLimit {
+            points: 6,
+            window: Duration::from_secs(600),
+        }),
+        ..RateLimits::DOCUMENTED
+    });
+    let first = connector()
+        .publish(&account, &post("One"))
+        .await
+        .expect("one");
+    assert_eq!(first.pause_until, None);
+    let second = connector()
+        .publish(&account, &post("Two"))
+        .await
+        .expect("two");
+    let pause = second.pause_until.expect("no points left: pause");
+    let ahead = pause - Utc::now();
+    assert!(
+        ahead > chrono::Duration::seconds(590) && ahead <= chrono::Duration::seconds(601),
+        "{ahead:?}"
+    );
+    let third = connector()
+        .publish(&account, &post("Three"))
+        .await
+        .unwrap_err();
+    assert_eq!(third.class(), "rate_limited", "{third:?}");
+    assert_eq!(fake.posts().len(), 2);
+}
+
+#[tokio::test]
+async fn bluesky_a_text_over_300_graphemes_is_rejected_with_the_servers_reason() {
+    let (fake, account) = setup().await;
+    let error = connector()
+        .publish(&account, &post(&"é".repeat(301)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "rejected", "{error:?}");
+    assert_eq!(error.status(), Some(400));
+    assert!(
+        error
+            .to_string()
+            .contains("must not be longer than 300 graphemes"),
+        "{error}"
+    );
+    assert!(fake.posts().is_empty());
+}
+
+#[tokio::test]
+async fn bluesky_a_dropped_answer_is_unknown_and_reconcile_finds_the_one_record() {
+    let (fake, account) = setup().await;
+    let p = post("Shelter open at the school.");
+    fake.drop_after_store_next(1);
+    let error = connector().publish(&account, &p).await.unwrap_err();
+    assert_eq!(error.class(), "unknown", "{error:?}");
+    assert_eq!(fake.posts().len(), 1, "the fake stored it");
+
+    let found = connector()
+        .reconcile(&account, &p)
+        .await
+        .expect("reconciled")
+        .expect("the post exists");
+    assert_eq!(found.remote_id, fake.posts()[0].uri);
+    assert!(found.remote_id.ends_with(&p.idempotency_key));
+    assert_eq!(fake.posts().len(), 1);
+}
+
+#[tokio::test]
+async fn bluesky_a_stalled_answer_times_out_as_unknown_and_reconciles() {
+    let (fake, account) = setup().await;
+    signed_in(&fake, &account).await;
+    let p = post("Water safe to drink again.");
+    fake.stall_after_store_next(1, Duration::from_secs(3));
+    let impatient = connector().with_request_timeout(Duration::from_millis(300));
+    let error = impatient.publish(&account, &p).await.unwrap_err();
+    assert_eq!(error.class(), "unknown", "{error:?}");
+    let found = impatient.reconcile(&account, &p).await.expect("reconciled");
+    assert!(found.is_some_and(|f| f.remote_id.ends_with(&p.idempotency_key)));
+    assert_eq!(fake.posts().len(), 2);
+}
+
+#[tokio::test]
+async fn bluesky_reconcile_of_a_post_never_sent_is_none() {
+    let (fake, account) = setup().await;
+    let found = connector()
+        .reconcile(&account, &post("Never sent"))
+        .await
+        .expect("answered");
+    assert_eq!(found, None);
+    assert_eq!(fake.post_requests(), 0);
+}
+
+#[tokio::test]
+async fn bluesky_reconcile_refreshes_an_expired_token() {
+    let (fake, account) = setup().await;
+    let p = post("Bridge reopened.");
+    let published = connector().publish(&account, &p).await.expect("published");
+    fake.expire_access_tokens(401);
+    let found = connector().reconcile(&account, &p).await.expect("answered");
+    assert_eq!(found.map(|f| f.remote_id), Some(published.remote_id));
+    assert_eq!(fake.sessions_refreshed(HANDLE), 1);
+}
+
+#[tokio::test]
+async fn bluesky_publishing_again_with_the_same_rkey_returns_the_existing_post() {
+    let (fake, account) = setup().await;
+    let p = post("Boil water notice lifted.");
+    let first = connector().publish(&account, &p).await.expect("published");
+    let again = connector()
+        .publish(&account, &p)
+        .await
+        .expect("not a duplicate");
+    assert_eq!(again.remote_id, first.remote_id);
+    assert_eq!(again.remote_url, first.remote_url);
+    assert_eq!(fake.post_requests(), 2);
+    assert_eq!(fake.posts().len(), 1, "still one record");
+}
+
+// --- the fake itself -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bluesky_fake_answers_with_rate_limit_headers_and_xrpc_errors() {
+    let fake = FakeBluesky::start().await;
+    fake.add_account(HANDLE, PASSWORD);
+    let http = reqwest::Client::new();
+    let url = |nsid: &str| format!("{}/xrpc/{nsid}", fake.base_url());
+
+    let login = http
+        .post(url("com.atproto.server.createSession"))
+        .json(&serde_json::json!({"identifier": HANDLE, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers()["ratelimit-limit"], "30");
+    assert_eq!(login.headers()["ratelimit-remaining"], "29");
+    assert_eq!(login.headers()["ratelimit-policy"], "30;w=300");
+    let reset: i64 = login.headers()["ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (reset - Utc::now().timestamp() - 300).abs() <= 2,
+        "epoch seconds"
+    );
+    let session: serde_json::Value = login.json().await.unwrap();
+    assert!(session["did"].as_str().unwrap().starts_with("did:plc:"));
+    assert_eq!(
+        session["did"].as_str().unwrap().len(),
+        "did:plc:".len() + 24
+    );
+
+    let missing = http
+        .post(url("com.atproto.repo.createRecord"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 401);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "AuthMissing");
+
+    let access = session["accessJwt"].as_str().unwrap();
+    let out_of_range = http
+        .post(url("com.atproto.repo.createRecord"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({
+            "repo": session["did"], "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post", "text": "hi", "createdAt": "2026-11-25T09:00:00.000Z",
+                       "facets": [{"index": {"byteStart": 0, "byteEnd": 3},
+                                   "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://a.b"}]}]}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out_of_range.status(), 400);
+    assert_eq!(out_of_range.headers()["ratelimit-policy"], "5000;w=3600");
+    assert_eq!(out_of_range.headers()["ratelimit-remaining"], "4997");
+    let body: serde_json::Value = out_of_range.json().await.unwrap();
+    assert_eq!(body["error"], "InvalidRequest");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("Record/facets/0/index"));
+    assert!(fake.posts().is_empty());
+}
+
+#[tokio::test]
+async fn bluesky_fake_allows_30_logins_per_five_minutes() {
+    let fake = FakeBluesky::start().await;
+    fake.add_account(HANDLE, PASSWORD);
+    let http = reqwest::Client::new();
+    let url = format!("{}/xrpc/com.atproto.server.createSession", fake.base_url());
+    let body = serde_json::json!({"identifier": HANDLE, "password": PASSWORD});
+    for _ in 0..30 {
+        let ok = http.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+    }
+    let over = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(over.status(), 429);
+    let error: serde_json::Value = over.json().await.unwrap();
+    assert_eq!(
+        error,
+        serde_json::json!({"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"})
+    );
+    assert_eq!(fake.sessions_created(HANDLE), 30);
+
+    // A benchmark can switch the limits off.
+    fake.set_rate_limits(RateLimits::UNLIMITED);
+    let free = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(free.status(), 200);
+    assert!(free.headers().get("ratelimit-limit").is_none());
+}
