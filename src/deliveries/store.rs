@@ -621,7 +621,7 @@ pub fn claim_due(
 ) -> QueryResult<Vec<Claim>> {
     tx(conn, |conn| {
         let now = db::now();
-        sweep_missed(conn, now)?;
+        // Overdue deliveries are never claimed; the sweep marks them missed.
         let control = control(conn)?;
         let scope_filter = match control.scope.as_deref() {
             Some("routine") => " AND d.kind = 'crisis'",
@@ -646,55 +646,100 @@ pub fn claim_due(
                 .bind::<Timestamp, _>(now)
                 .bind::<Timestamp, _>(now)
                 .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(now)
                 .bind::<BigInt, _>(limit)
                 .load(conn)?
         };
         claimed.sort_by(|a, b| a.planned_at.cmp(&b.planned_at).then(a.id.cmp(&b.id)));
-        let mut claims = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            diesel::insert_into(delivery_attempts::table)
-                .values(&AttemptRow {
-                    delivery_id: row.id.clone(),
-                    number: row.attempts,
-                    owner: owner.into(),
-                    started_at: now,
-                    ended_at: None,
-                    outcome: None,
-                    http_status: None,
-                    error: None,
-                })
-                .execute(conn)?;
-            log::store::append(
-                conn,
-                event(SYSTEM, "delivery.claimed", &row).details(json!({
-                    "attempt": row.attempts,
-                    "owner": owner,
-                    "lease_expires_at": utc(now + lease),
-                    "idempotency_key": row.idempotency_key,
-                })),
-            )?;
-            let (title, language): (String, Option<String>) = statements::table
+        let mut events = Vec::with_capacity(claimed.len());
+        let mut attempts = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            attempts.push(AttemptRow {
+                delivery_id: row.id.clone(),
+                number: row.attempts,
+                owner: owner.into(),
+                started_at: now,
+                ended_at: None,
+                outcome: None,
+                http_status: None,
+                error: None,
+            });
+            events.push(event(SYSTEM, "delivery.claimed", row).details(json!({
+                "attempt": row.attempts,
+                "owner": owner,
+                "lease_expires_at": utc(lease_until),
+                "idempotency_key": row.idempotency_key,
+            })));
+        }
+        insert_attempts(conn, &attempts)?;
+        log::store::append_many(conn, events)?;
+        with_content(conn, claimed)
+    })
+}
+
+/// Record the start of attempts, before any network call.
+fn insert_attempts(conn: &mut DbConnection, rows: &[AttemptRow]) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgres(pg) => {
+            for chunk in rows.chunks(500) {
+                diesel::insert_into(delivery_attempts::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+        }
+        DbConnection::Sqlite(_) => {
+            for row in rows {
+                diesel::insert_into(delivery_attempts::table)
+                    .values(row)
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Attach what each claimed delivery publishes: the statement's title and
+/// language, the variant's text, the account. A batch usually shares them,
+/// so each is read once per batch.
+fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<Vec<Claim>> {
+    use std::collections::HashMap;
+    let mut statements_seen: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let mut texts: HashMap<(String, String), String> = HashMap::new();
+    let mut accounts_seen: HashMap<String, AccountRow> = HashMap::new();
+    let mut claims = Vec::with_capacity(rows.len());
+    for row in rows {
+        if !statements_seen.contains_key(&row.statement_id) {
+            let found: (String, Option<String>) = statements::table
                 .find(&row.statement_id)
                 .select((statements::title, statements::language))
                 .first(conn)?;
+            statements_seen.insert(row.statement_id.clone(), found);
+        }
+        let text_key = (row.statement_id.clone(), row.platform.clone());
+        if !texts.contains_key(&text_key) {
             let text: String = variants::table
                 .find((&row.statement_id, &row.platform))
                 .select(variants::text)
                 .first(conn)?;
+            texts.insert(text_key.clone(), text);
+        }
+        if !accounts_seen.contains_key(&row.account_id) {
             let account: AccountRow = accounts::table
                 .find(&row.account_id)
                 .select(AccountRow::as_select())
                 .first(conn)?;
-            claims.push(Claim {
-                delivery: row,
-                title,
-                language,
-                text,
-                account,
-            });
+            accounts_seen.insert(row.account_id.clone(), account);
         }
-        Ok(claims)
-    })
+        let (title, language) = statements_seen[&row.statement_id].clone();
+        claims.push(Claim {
+            text: texts[&text_key].clone(),
+            account: accounts_seen[&row.account_id].clone(),
+            title,
+            language,
+            delivery: row,
+        });
+    }
+    Ok(claims)
 }
 
 /// The claim: one `UPDATE … RETURNING` over a sub-select of due rows, which
@@ -712,7 +757,7 @@ fn claim_sql(pg: bool, scope_filter: &str) -> String {
          WHERE id IN (SELECT d.id FROM deliveries d \
            JOIN accounts a ON a.id = d.account_id \
            JOIN statements s ON s.id = d.statement_id \
-           WHERE d.status = 'scheduled' AND d.next_attempt_at <= {now} \
+           WHERE d.status = 'scheduled' AND d.next_attempt_at <= {now} AND d.deadline >= {now} \
            AND a.status = 'active' AND s.status = 'approved'{scope_filter} \
            AND NOT EXISTS (SELECT 1 FROM statements r WHERE r.previous_version_id = d.statement_id \
              AND r.status IN ('draft', 'in_review', 'rejected')) \
@@ -777,15 +822,12 @@ pub struct Outcome {
 
 /// Record outcomes of attempts in one transaction. An outcome whose attempt
 /// is no longer current (its lease was rescued and the delivery moved on) is
-/// written to the attempt only. Returns the deliveries as they now are.
-pub fn settle(
-    conn: &mut DbConnection,
-    owner: &str,
-    outcomes: &[Outcome],
-) -> QueryResult<Vec<DeliveryRow>> {
+/// written to the attempt only. Returns how many deliveries changed state.
+pub fn settle(conn: &mut DbConnection, owner: &str, outcomes: &[Outcome]) -> QueryResult<usize> {
     tx(conn, |conn| {
         let now = db::now();
-        let mut done = Vec::with_capacity(outcomes.len());
+        let mut done = 0;
+        let mut events = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let (attempt_outcome, http_status, error) = match &outcome.settle {
                 Settle::Published { .. } => ("published", None, None),
@@ -829,10 +871,10 @@ pub fn settle(
                 tracing::info!(delivery = %row.id, attempt = outcome.attempt, "stale outcome ignored");
                 continue;
             }
-            if let Some(updated) = apply(conn, owner, now, &row, &outcome.settle)? {
-                done.push(updated);
-            }
+            apply(conn, owner, now, &row, &outcome.settle, &mut events)?;
+            done += 1;
         }
+        log::store::append_many(conn, events)?;
         Ok(done)
     })
 }
@@ -843,7 +885,8 @@ fn apply(
     now: NaiveDateTime,
     row: &DeliveryRow,
     settle: &Settle,
-) -> QueryResult<Option<DeliveryRow>> {
+    events: &mut Vec<NewEvent>,
+) -> QueryResult<()> {
     let target = deliveries::table.find(&row.id);
     let clear_lease = (
         deliveries::lease_owner.eq(None::<String>),
@@ -869,16 +912,13 @@ fn apply(
                     clear_lease,
                 ))
                 .execute(conn)?;
-            log::store::append(
-                conn,
-                event(SYSTEM, "delivery.published", row).details(json!({
-                    "attempt": row.attempts,
-                    "remote_id": remote_id,
-                    "remote_url": remote_url,
-                    "lateness_ms": lateness,
-                    "owner": owner,
-                })),
-            )?;
+            events.push(event(SYSTEM, "delivery.published", row).details(json!({
+                "attempt": row.attempts,
+                "remote_id": remote_id,
+                "remote_url": remote_url,
+                "lateness_ms": lateness,
+                "owner": owner,
+            })));
         }
         Settle::Retry {
             at,
@@ -897,16 +937,13 @@ fn apply(
                     clear_lease,
                 ))
                 .execute(conn)?;
-            log::store::append(
-                conn,
-                event(SYSTEM, "delivery.retry", row).details(json!({
-                    "attempt": row.attempts,
-                    "class": class,
-                    "http_status": http_status,
-                    "error": error,
-                    "next_attempt_at": utc(at),
-                })),
-            )?;
+            events.push(event(SYSTEM, "delivery.retry", row).details(json!({
+                "attempt": row.attempts,
+                "class": class,
+                "http_status": http_status,
+                "error": error,
+                "next_attempt_at": utc(at),
+            })));
         }
         Settle::Failed {
             class,
@@ -922,17 +959,14 @@ fn apply(
                     clear_lease,
                 ))
                 .execute(conn)?;
-            log::store::append(
-                conn,
-                event(SYSTEM, "delivery.failed", row).details(json!({
-                    "attempt": row.attempts,
-                    "class": class,
-                    "http_status": http_status,
-                    "error": error,
-                })),
-            )?;
+            events.push(event(SYSTEM, "delivery.failed", row).details(json!({
+                "attempt": row.attempts,
+                "class": class,
+                "http_status": http_status,
+                "error": error,
+            })));
             if *revoke_account {
-                mark_needs_reauth(conn, &row.account_id, error)?;
+                mark_needs_reauth(conn, &row.account_id, error, events)?;
             }
         }
         Settle::Missed {
@@ -948,16 +982,13 @@ fn apply(
                     clear_lease,
                 ))
                 .execute(conn)?;
-            log::store::append(
-                conn,
-                event(SYSTEM, "delivery.missed", row).details(json!({
-                    "attempt": row.attempts,
-                    "class": class,
-                    "http_status": http_status,
-                    "error": error,
-                    "deadline": utc(row.deadline),
-                })),
-            )?;
+            events.push(event(SYSTEM, "delivery.missed", row).details(json!({
+                "attempt": row.attempts,
+                "class": class,
+                "http_status": http_status,
+                "error": error,
+                "deadline": utc(row.deadline),
+            })));
         }
         Settle::Unknown {
             error,
@@ -972,17 +1003,14 @@ fn apply(
                     clear_lease,
                 ))
                 .execute(conn)?;
-            log::store::append(
-                conn,
-                event(SYSTEM, "delivery.unknown", row).details(json!({
-                    "attempt": row.attempts,
-                    "error": error,
-                    "reconcile_at": utc(at),
-                })),
-            )?;
+            events.push(event(SYSTEM, "delivery.unknown", row).details(json!({
+                "attempt": row.attempts,
+                "error": error,
+                "reconcile_at": utc(at),
+            })));
         }
     }
-    find(conn, &row.id)
+    Ok(())
 }
 
 /// The network refused the account's credentials for good.
@@ -990,6 +1018,7 @@ pub fn mark_needs_reauth(
     conn: &mut DbConnection,
     account_id: &str,
     reason: &str,
+    events: &mut Vec<NewEvent>,
 ) -> QueryResult<()> {
     let changed = diesel::update(
         accounts::table
@@ -1003,12 +1032,11 @@ pub fn mark_needs_reauth(
     ))
     .execute(conn)?;
     if changed > 0 {
-        log::store::append(
-            conn,
+        events.push(
             NewEvent::new(SYSTEM, "account.needs_reauth")
                 .account(account_id)
                 .details(json!({"reason": reason})),
-        )?;
+        );
     }
     Ok(())
 }
@@ -1084,7 +1112,7 @@ pub fn claim_unknown(
             .limit(limit)
             .select(DeliveryRow::as_select())
             .load(conn)?;
-        let mut claims = Vec::with_capacity(due.len());
+        let mut taken_rows = Vec::with_capacity(due.len());
         for mut row in due {
             let taken = diesel::update(
                 deliveries::table
@@ -1102,27 +1130,9 @@ pub fn claim_unknown(
                 continue;
             }
             row.reconcile_tries += 1;
-            let (title, language): (String, Option<String>) = statements::table
-                .find(&row.statement_id)
-                .select((statements::title, statements::language))
-                .first(conn)?;
-            let text: String = variants::table
-                .find((&row.statement_id, &row.platform))
-                .select(variants::text)
-                .first(conn)?;
-            let account: AccountRow = accounts::table
-                .find(&row.account_id)
-                .select(AccountRow::as_select())
-                .first(conn)?;
-            claims.push(Claim {
-                delivery: row,
-                title,
-                language,
-                text,
-                account,
-            });
+            taken_rows.push(row);
         }
-        Ok(claims)
+        with_content(conn, taken_rows)
     })
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::Rng;
@@ -28,6 +28,8 @@ use crate::platforms::{AccountSession, ConnectorError, Connectors, Credentials, 
 const CLAIM_BATCH: usize = 256;
 /// Outcomes per settling transaction.
 const SETTLE_BATCH: usize = 512;
+/// How often the loop marks overdue deliveries missed (the claim never takes them).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Longest idle sleep: also how soon a delivery scheduled by another instance is seen.
 const IDLE: Duration = Duration::from_millis(500);
 
@@ -131,17 +133,31 @@ impl Dispatcher {
     }
 
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut swept = Instant::now() - SWEEP_EVERY;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let free = self.permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    permit = self.permits.clone().acquire_owned() => drop(permit),
-                    _ = stop.changed() => {}
+            if swept.elapsed() >= SWEEP_EVERY {
+                swept = Instant::now();
+                if let Err(error) = self.sweep().await {
+                    tracing::warn!(%error, "marking overdue deliveries missed failed");
                 }
-                continue;
+            }
+            // When busy, claim in batches, not one by one as permits free up:
+            // wait for a quarter of them (or 2 ms if some are free already).
+            let mut free = self.permits.available_permits();
+            let min_batch = (self.settings.concurrency / 4).max(1);
+            if free < min_batch {
+                tokio::select! {
+                    permit = self.permits.clone().acquire_many_owned(min_batch as u32) => drop(permit),
+                    _ = tokio::time::sleep(Duration::from_millis(2)), if free > 0 => {}
+                    _ = stop.changed() => continue,
+                }
+                free = self.permits.available_permits();
+                if free == 0 {
+                    continue;
+                }
             }
             let want = free.min(CLAIM_BATCH);
             let (owner, lease) = (self.owner.clone(), self.lease());

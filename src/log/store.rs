@@ -61,34 +61,70 @@ impl LogRow {
 /// records: both are committed together or not at all. Appends are
 /// serialised by the write gate, so the chain stays linear across instances.
 pub fn append(conn: &mut DbConnection, event: NewEvent) -> QueryResult<LogRow> {
+    let mut rows = append_many(conn, vec![event])?;
+    Ok(rows.remove(0))
+}
+
+/// Rows per multi-row insert (kept under both back ends' bind-parameter limits).
+const INSERT_CHUNK: usize = 500;
+
+/// Append several events in order, chained one to the next: one read of the
+/// chain's head and one insert per chunk, however many events (the
+/// dispatcher records a whole batch of claims or outcomes this way).
+pub fn append_many(conn: &mut DbConnection, events: Vec<NewEvent>) -> QueryResult<Vec<LogRow>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     db::take_write_gate(conn)?;
     let head: Option<(i64, String)> = publish_log::table
         .select((publish_log::seq, publish_log::hash))
         .order(publish_log::seq.desc())
         .first(conn)
         .optional()?;
-    let (seq, prev_hash) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS_HASH.to_string()),
+    let (mut seq, mut prev_hash) = match head {
+        Some((seq, hash)) => (seq, hash),
+        None => (0, GENESIS_HASH.to_string()),
     };
-    let mut row = LogRow {
-        seq,
-        id: db::new_id(),
-        at: db::now(),
-        actor: event.actor,
-        action: event.action.to_string(),
-        statement_id: event.statement_id,
-        account_id: event.account_id,
-        delivery_id: event.delivery_id,
-        details: serde_json::to_string(&event.details).unwrap_or_else(|_| "{}".into()),
-        prev_hash,
-        hash: String::new(),
-    };
-    row.hash = row_hash(&row.hashed_fields());
-    diesel::insert_into(publish_log::table)
-        .values(&row)
-        .execute(conn)?;
-    Ok(row)
+    let at = db::now();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let mut row = LogRow {
+            seq,
+            id: db::new_id(),
+            at,
+            actor: event.actor,
+            action: event.action.to_string(),
+            statement_id: event.statement_id,
+            account_id: event.account_id,
+            delivery_id: event.delivery_id,
+            details: serde_json::to_string(&event.details).unwrap_or_else(|_| "{}".into()),
+            prev_hash: std::mem::take(&mut prev_hash),
+            hash: String::new(),
+        };
+        row.hash = row_hash(&row.hashed_fields());
+        prev_hash = row.hash.clone();
+        rows.push(row);
+    }
+    match conn {
+        // One statement per chunk on PostgreSQL, where each is a round trip.
+        DbConnection::Postgres(pg) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(publish_log::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+        }
+        // In-process SQLite: a cached prepared insert per row is as fast.
+        DbConnection::Sqlite(_) => {
+            for row in &rows {
+                diesel::insert_into(publish_log::table)
+                    .values(row)
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Filters for reading the log (all optional, combined with AND).
