@@ -194,8 +194,9 @@ impl Settings {
                 1..=1000,
             )? as i32,
         };
-        if dispatch.lease_s <= dispatch.publish_timeout_s {
-            anyhow::bail!("HERALD_LEASE_S must be longer than HERALD_PUBLISH_TIMEOUT_S");
+        // A call may run up to the timeout plus a 5 s margin: the lease must outlast it.
+        if dispatch.lease_s <= dispatch.publish_timeout_s + 5 {
+            anyhow::bail!("HERALD_LEASE_S must be more than HERALD_PUBLISH_TIMEOUT_S + 5");
         }
         Ok(Settings {
             dispatch,

@@ -214,10 +214,13 @@ pub fn schedule(
         let mut rows = Vec::with_capacity(targets.len());
         for (n, account) in targets.into_iter().enumerate() {
             let id = db::new_id();
-            // Bluesky takes the key as its record key, so it must be a TID.
+            // Bluesky takes the key as its record key, which for posts must
+            // be a TID: the clock id is random, the instant unique per row.
             let idempotency_key = if account.platform == Platform::Bluesky.as_str() {
-                crate::platforms::connector::tid(Utc::now(), (n % 1024) as u16)
-                    + &id[id.len() - 8..]
+                crate::platforms::connector::tid(
+                    Utc::now() + Duration::microseconds(n as i64),
+                    rand::random::<u16>() & 0x3ff,
+                )
             } else {
                 db::new_id()
             };

@@ -160,6 +160,7 @@ impl Dispatcher {
                 }
             }
             let want = free.min(CLAIM_BATCH);
+            let claim_started = Utc::now();
             let (owner, lease) = (self.owner.clone(), self.lease());
             let claimed = self
                 .db(move |conn| deliveries::claim_due(conn, &owner, want as i64, lease))
@@ -190,12 +191,14 @@ impl Dispatcher {
             let next = self.db(deliveries::next_due).await.ok().flatten();
             let wait = match next {
                 Some(at) => {
-                    let until = (at.and_utc() - Utc::now()).to_std().unwrap_or_default();
-                    if until.is_zero() && count == 0 {
-                        // Due but held (paused, account not active, revision open).
+                    let at = at.and_utc();
+                    if at <= claim_started && count == 0 {
+                        // Due before the claim, yet not claimed: held (paused,
+                        // account not active, revision open) until something changes.
                         IDLE
                     } else {
-                        until.min(IDLE)
+                        // Sleep until it is due (zero if it became due meanwhile).
+                        (at - Utc::now()).to_std().unwrap_or_default().min(IDLE)
                     }
                 }
                 None => IDLE,
@@ -292,6 +295,7 @@ impl Dispatcher {
             planned_at: d.planned_at.and_utc(),
             idempotency_key: d.idempotency_key.clone(),
             first_attempt_at: d.first_attempt_at.unwrap_or(d.planned_at).and_utc(),
+            deadline: d.deadline.and_utc(),
         }
     }
 

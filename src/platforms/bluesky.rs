@@ -787,6 +787,7 @@ mod tests {
             planned_at: at,
             idempotency_key: crate::platforms::connector::tid(at, 1),
             first_attempt_at: at,
+            deadline: at + chrono::Duration::hours(2),
         }
     }
 

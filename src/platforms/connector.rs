@@ -116,6 +116,9 @@ pub struct Post {
     /// When the first attempt of this delivery started: reconciliation looks
     /// for the post from this instant on.
     pub first_attempt_at: DateTime<Utc>,
+    /// Past this instant the post must not go out any more (`max_lateness_s`):
+    /// reconciliation may then look the post up, never send it again.
+    pub deadline: DateTime<Utc>,
 }
 
 /// A post the network accepted.

@@ -239,7 +239,10 @@ impl Connector for Mastodon {
         post: &Post,
     ) -> Result<Option<Published>, ConnectorError> {
         let target = Self::target(account).await?;
-        if Utc::now() - post.first_attempt_at < IDEMPOTENT_RETRY_WINDOW {
+        // Within Mastodon's idempotency hour (and the post's window), sending
+        // again with the same key returns the original or creates it once.
+        let now = Utc::now();
+        if now - post.first_attempt_at < IDEMPOTENT_RETRY_WINDOW && now <= post.deadline {
             return self.post_status(&target, post).await.map(Some);
         }
         self.find_by_listing(&target, post).await

@@ -136,6 +136,14 @@ impl Connector for Webhook {
         account: &AccountSession,
         post: &Post,
     ) -> Result<Option<Published>, ConnectorError> {
+        // The receiver cannot be asked; past the window, sending again would
+        // publish late, so the outcome stays unknown (and, after the
+        // reconciliation tries, the delivery fails asking for a check).
+        if Utc::now() > post.deadline {
+            return Err(ConnectorError::Unknown {
+                message: "the endpoint cannot be asked whether it received the delivery, and its window has passed".into(),
+            });
+        }
         self.deliver(account, post).await.map(Some)
     }
 }
@@ -309,6 +317,7 @@ mod tests {
             planned_at: planned,
             idempotency_key: "key-1".into(),
             first_attempt_at: planned,
+            deadline: planned + chrono::Duration::hours(2),
         };
         let body = delivery_body(
             &account,

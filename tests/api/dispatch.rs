@@ -412,7 +412,7 @@ async fn a_dispatcher_killed_mid_fan_out_and_restarted_loses_and_duplicates_noth
             .env("HERALD_LOG", "error")
             .env("HERALD_DISPATCH_CONCURRENCY", "32")
             .env("HERALD_PUBLISH_TIMEOUT_S", "3")
-            .env("HERALD_LEASE_S", "5")
+            .env("HERALD_LEASE_S", "9")
             .kill_on_drop(true)
             .spawn()
             .expect("start herald serve")

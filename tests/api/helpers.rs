@@ -97,7 +97,7 @@ pub fn test_settings(database_url: &str, secret_key: &str) -> Settings {
         log_json: false,
         dispatch: herald::config::DispatchSettings {
             publish_timeout_s: 3,
-            lease_s: 6,
+            lease_s: 9,
             ..Default::default()
         },
     }

@@ -31,6 +31,7 @@ fn post(text: &str) -> Post {
         planned_at: now,
         idempotency_key: uuid::Uuid::now_v7().to_string(),
         first_attempt_at: now,
+        deadline: now + chrono::Duration::hours(2),
     }
 }
 

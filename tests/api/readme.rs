@@ -1,6 +1,10 @@
 //! The README's walk-through, run verbatim against a real server; only the
-//! server address and the way to call the binary are swapped in.
+//! server address and the way to call the binary are swapped in. It waits for
+//! a delivery planned one minute ahead, so it takes a little over a minute.
 
+use std::time::Duration;
+
+use chrono::DateTime;
 use tokio::process::Command;
 
 use crate::helpers::spawn_app;
@@ -30,14 +34,21 @@ async fn the_readme_walkthrough_works_verbatim() {
             "herald() { cargo run -q --release -- \"$@\"; }\n",
             "herald() { \"$HERALD_BIN\" \"$@\"; }\n",
         );
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .env("HERALD_BIN", env!("CARGO_BIN_EXE_herald"))
-        .env("HERALD_DATABASE_URL", &app.database_url)
-        .env("HERALD_LOG", "error")
-        .output()
-        .await
-        .expect("bash runs");
+    // The walk-through polls for at most about two minutes after planning a
+    // post one minute ahead; past four minutes something hangs.
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("HERALD_BIN", env!("CARGO_BIN_EXE_herald"))
+            .env("HERALD_DATABASE_URL", &app.database_url)
+            .env("HERALD_LOG", "error")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the walk-through finishes within four minutes")
+    .expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -54,6 +65,35 @@ async fn the_readme_walkthrough_works_verbatim() {
         stdout.contains("\"ok\":true"),
         "the chain verifies: {stdout}"
     );
+    assert!(
+        stdout.contains(
+            "\"name\":\"Kettle Co drill\",\"platform\":\"sandbox\",\"status\":\"active\""
+        ),
+        "the sandbox account is added: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"timezone\":\"Europe/Paris\""),
+        "scheduled in Paris time: {stdout}"
+    );
+    assert!(
+        stdout.contains(" scheduled\n") && stdout.contains(" published\n"),
+        "the watch loop sees it scheduled, then published: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"attempt_log\":[{\"number\":1,")
+            && stdout.contains("\"outcome\":\"published\""),
+        "one attempt, published: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"action\":\"delivery.published\""),
+        "the publish log records it: {stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "\"text\":\"We are recalling the K-200 kettle (batch 42). Stop using it. Refunds: https://example.com/recall\""
+        ),
+        "the sandbox holds the sandbox variant: {stdout}"
+    );
 
     let list = app
         .get(&app.admin, "/v1/statements?status=approved")
@@ -66,9 +106,39 @@ async fn the_readme_walkthrough_works_verbatim() {
         ("statement.created", "alice"),
         ("statement.submitted", "alice"),
         ("statement.approved", "bob"),
+        ("delivery.scheduled", "alice"),
+        ("delivery.claimed", "system"),
+        ("delivery.published", "system"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(actions, expected);
+
+    // One delivery, planned a minute after it was scheduled (the Paris wall
+    // clock read back as the right instant), published once, not early.
+    let deliveries = app
+        .get(&app.admin, &format!("/v1/deliveries?statement_id={id}"))
+        .await
+        .ok();
+    let items = deliveries["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{deliveries}");
+    let d = &items[0];
+    assert_eq!(d["status"], "published", "{d}");
+    assert_eq!(d["platform"], "sandbox");
+    assert_eq!(d["attempts"], 1, "{d}");
+    let instant = |field: &str| {
+        DateTime::parse_from_rfc3339(d[field].as_str().unwrap_or_else(|| panic!("{field}: {d}")))
+            .unwrap()
+    };
+    let ahead = (instant("planned_at") - instant("created_at")).num_milliseconds();
+    assert!(
+        (50_000..=61_000).contains(&ahead),
+        "planned {ahead} ms after scheduling, not about a minute: {d}"
+    );
+    assert!(instant("published_at") >= instant("planned_at"), "{d}");
+    assert!(d["lateness_ms"].as_i64().is_some_and(|l| l >= 0), "{d}");
+    let posts = app.get(&app.admin, "/v1/sandbox/posts").await.ok();
+    assert_eq!(posts["items"].as_array().unwrap().len(), 1, "{posts}");
+    assert_eq!(posts["items"][0]["delivery_id"], d["id"]);
 }

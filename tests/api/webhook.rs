@@ -149,6 +149,7 @@ fn post() -> Post {
         planned_at: now - chrono::Duration::minutes(1),
         idempotency_key: "idem-42".into(),
         first_attempt_at: now,
+        deadline: now + chrono::Duration::hours(2),
     }
 }
 
