@@ -28,6 +28,8 @@ pub struct AppState {
     pub waker: Waker,
     /// Default `max_lateness_s` of new deliveries.
     pub max_lateness_s: i32,
+    /// HTTP client for calls to networks made by the API (instance limits).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -113,6 +115,7 @@ impl Application {
             backend: settings.database_url.backend(),
             waker,
             max_lateness_s: settings.dispatch.max_lateness_s,
+            http: http_client(&settings)?,
         };
         let scheduler = Scheduler::start(pool, dispatcher).await?;
         let listener = TcpListener::bind(&settings.bind)

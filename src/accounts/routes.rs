@@ -48,7 +48,8 @@ pub struct CreateAccount {
     #[serde(default)]
     #[schema(value_type = Object, example = json!({"access_token": "…"}))]
     pub credentials: serde_json::Value,
-    /// Mastodon only: the instance's character limit, when not 500.
+    /// Mastodon only: the instance's character limit. When not given, Herald
+    /// reads it from the instance (`/api/v2/instance`); 500 if unreachable.
     #[schema(minimum = 1, maximum = 100000, example = 500)]
     pub max_characters: Option<i32>,
 }
@@ -185,11 +186,21 @@ pub async fn create_account(
         "max_characters": body.max_characters,
         "credential_fields": credentials.keys().collect::<Vec<_>>(),
     });
+    // A Mastodon instance states its own limit: read it now, so variants are
+    // checked against it. An unreachable instance keeps the default (500).
+    let mut max_characters = body.max_characters;
+    if let (Platform::Mastodon, None, Some(url)) = (body.platform, max_characters, &base_url) {
+        let mastodon = crate::platforms::mastodon::Mastodon::new(state.http.clone());
+        match mastodon.instance_limit(url).await {
+            Ok(limit) => max_characters = i32::try_from(limit).ok().filter(|n| *n > 0),
+            Err(error) => tracing::warn!(%error, "could not read the instance's character limit"),
+        }
+    }
     let new = NewAccount {
         platform: body.platform,
         name,
         base_url,
-        max_characters: body.max_characters,
+        max_characters,
     };
     let secret = state.secret.clone();
     let actor = caller.name.clone();

@@ -77,6 +77,35 @@ async fn mastodon_publishes_with_the_idempotency_key_and_records_the_remote_post
 }
 
 #[tokio::test]
+async fn a_mastodon_account_takes_its_instances_character_limit() {
+    let app = spawn_app().await;
+    let fake = FakeMastodon::start_with(FakeMastodonConfig {
+        max_characters: 1000,
+        ..FakeMastodonConfig::default()
+    })
+    .await;
+    let token = fake.add_account("brand");
+    let account = app
+        .add_account(
+            "mastodon",
+            "Big instance",
+            Some(&fake.base_url()),
+            json!({"access_token": token}),
+        )
+        .await;
+    let read = app
+        .get(&app.admin, &format!("/v1/accounts/{account}"))
+        .await
+        .ok();
+    assert_eq!(read["max_characters"], 1000);
+    // An explicit limit wins over the instance's.
+    let mut body = json!({"platform": "mastodon", "name": "Explicit", "base_url": fake.base_url(),
+        "credentials": {"access_token": token}, "max_characters": 700});
+    let created = app.post(&app.admin, "/v1/accounts", body.take()).await.ok();
+    assert_eq!(created["max_characters"], 700);
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_with_backoff_until_the_post_goes_out() {
     let app = spawn_app().await;
     let fake = FakeMastodon::start().await;
