@@ -96,9 +96,9 @@ impl Application {
             );
         }
         let waker = Waker::default();
+        let http = http_client(&settings)?;
         let dispatcher = if settings.dispatch.enabled {
-            let http = http_client(&settings)?;
-            let connectors = Connectors::new(http, Sandbox::new(pool.clone()));
+            let connectors = Connectors::new(http.clone(), Sandbox::new(pool.clone()));
             Some(Dispatcher::start(
                 pool.clone(),
                 secret.clone(),
@@ -115,7 +115,7 @@ impl Application {
             backend: settings.database_url.backend(),
             waker,
             max_lateness_s: settings.dispatch.max_lateness_s,
-            http: http_client(&settings)?,
+            http,
         };
         let scheduler = Scheduler::start(pool, dispatcher).await?;
         let listener = TcpListener::bind(&settings.bind)

@@ -22,7 +22,9 @@ use crate::config::DispatchSettings;
 use crate::crypto::SecretKey;
 use crate::db::{DbConnection, DbPool};
 use crate::deliveries::store::{self as deliveries, Claim, Outcome, Reconciled, Settle};
-use crate::platforms::{AccountSession, ConnectorError, Connectors, Credentials, Platform, Post};
+use crate::platforms::{
+    AccountSession, ConnectorError, Connectors, Credentials, Platform, Post, Published,
+};
 
 /// Claims per transaction.
 const CLAIM_BATCH: usize = 256;
@@ -32,6 +34,13 @@ const SETTLE_BATCH: usize = 512;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Longest idle sleep: also how soon a delivery scheduled by another instance is seen.
 const IDLE: Duration = Duration::from_millis(500);
+
+/// What [`Dispatcher::call`] asks of a connector.
+#[derive(Clone, Copy)]
+enum Call {
+    Publish,
+    Reconcile,
+}
 
 /// Wakes the dispatch loop (a nearer delivery was scheduled, publishing resumed).
 #[derive(Clone, Default)]
@@ -299,6 +308,32 @@ impl Dispatcher {
         }
     }
 
+    /// Call the account's connector for `claim`, bounded in time; save the
+    /// session if the connector refreshed it.
+    async fn call(&self, claim: &Claim, call: Call) -> Result<Option<Published>, ConnectorError> {
+        let session =
+            self.session(&claim.account)
+                .map_err(|reason| ConnectorError::AuthRevoked {
+                    message: reason,
+                    status: None,
+                })?;
+        let post = self.post(claim);
+        let work = async {
+            match call {
+                Call::Publish => self.connectors.publish(&session, &post).await.map(Some),
+                Call::Reconcile => self.connectors.reconcile(&session, &post).await,
+            }
+        };
+        let limit = Duration::from_secs(self.settings.publish_timeout_s + 5);
+        let result = tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(ConnectorError::Unknown {
+                message: "no answer from the network in time".into(),
+            })
+        });
+        self.save_credentials(&session).await;
+        result
+    }
+
     async fn publish(self: Arc<Self>, claim: Claim, _permit: OwnedSemaphorePermit) {
         let d = &claim.delivery;
         let attempt = Attempt {
@@ -307,41 +342,26 @@ impl Dispatcher {
             max_retries: self.settings.max_retries,
         };
         let started = Utc::now();
-        let result = match self.session(&claim.account) {
-            Err(reason) => Err(ConnectorError::AuthRevoked {
-                message: reason,
+        let hold = self
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&d.account_id)
+            .copied()
+            .filter(|until| *until > started);
+        let result = match hold {
+            Some(until) => Err(ConnectorError::RateLimited {
+                retry_after: (until - started).to_std().unwrap_or_default(),
+                message: "the account's rate-limit budget is spent until its reset".into(),
                 status: None,
             }),
-            Ok(session) => {
-                let hold = self
-                    .holds
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&d.account_id)
-                    .copied()
-                    .filter(|until| *until > started);
-                match hold {
-                    Some(until) => Err(ConnectorError::RateLimited {
-                        retry_after: (until - started).to_std().unwrap_or_default(),
-                        message: "the account's rate-limit budget is spent until its reset".into(),
-                        status: None,
-                    }),
-                    None => {
-                        let post = self.post(&claim);
-                        let limit = Duration::from_secs(self.settings.publish_timeout_s + 5);
-                        let result =
-                            tokio::time::timeout(limit, self.connectors.publish(&session, &post))
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(ConnectorError::Unknown {
-                                        message: "no answer from the network in time".into(),
-                                    })
-                                });
-                        self.save_credentials(&session).await;
-                        result
-                    }
-                }
-            }
+            None => match self.call(&claim, Call::Publish).await {
+                Ok(Some(published)) => Ok(published),
+                Ok(None) => Err(ConnectorError::Unknown {
+                    message: "the connector answered without a post".into(),
+                }),
+                Err(error) => Err(error),
+            },
         };
         let now = Utc::now();
         self.note_holds(&d.account_id, &result, now);
@@ -363,7 +383,7 @@ impl Dispatcher {
     fn note_holds(
         &self,
         account: &str,
-        result: &Result<crate::platforms::Published, ConnectorError>,
+        result: &Result<Published, ConnectorError>,
         now: DateTime<Utc>,
     ) {
         let until = match result {
@@ -441,26 +461,7 @@ impl Dispatcher {
 
     async fn reconcile_one(&self, claim: Claim) {
         let d = &claim.delivery;
-        let post = self.post(&claim);
-        let outcome = match self.session(&claim.account) {
-            Err(reason) => Err(ConnectorError::AuthRevoked {
-                message: reason,
-                status: None,
-            }),
-            Ok(session) => {
-                let limit = Duration::from_secs(self.settings.publish_timeout_s + 5);
-                let result =
-                    tokio::time::timeout(limit, self.connectors.reconcile(&session, &post))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(ConnectorError::Unknown {
-                                message: "no answer from the network in time".into(),
-                            })
-                        });
-                self.save_credentials(&session).await;
-                result
-            }
-        };
+        let outcome = self.call(&claim, Call::Reconcile).await;
         let reconciled = match outcome {
             Ok(Some(p)) => Reconciled::Found {
                 remote_id: p.remote_id,

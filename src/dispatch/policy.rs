@@ -50,6 +50,7 @@ pub fn decide(
                 remote_id: published.remote_id.clone(),
                 remote_url: published.remote_url.clone(),
                 request_started_at,
+                reconciled: false,
             }
         }
         Err(e) => e,

@@ -1,7 +1,6 @@
 //! Publish-log routes, for managers and admins.
 
 use actix_web::{get, web, HttpResponse};
-
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -2,14 +2,15 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::Platform;
 use crate::accounts;
 use crate::app::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ApiResult, FieldError};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::{pagination, parse_id};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -175,7 +176,7 @@ pub struct SandboxPostPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListSandboxPosts {
@@ -196,10 +197,10 @@ pub struct ListSandboxPosts {
 pub async fn list_sandbox_posts(
     state: web::Data<AppState>,
     _caller: Caller,
-    crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<ListSandboxPosts>,
+    ApiQuery(query): ApiQuery<ListSandboxPosts>,
 ) -> ApiResult<HttpResponse> {
-    let limit = crate::http::pagination::limit(query.limit)?;
-    let before = crate::http::pagination::id_cursor(query.cursor.as_deref())?;
+    let limit = pagination::limit(query.limit)?;
+    let before = pagination::id_cursor(query.cursor.as_deref())?;
     let account = query.account_id.clone();
     let rows = state
         .db(move |conn| {
@@ -211,7 +212,7 @@ pub async fn list_sandbox_posts(
             )?)
         })
         .await?;
-    let (rows, next_cursor) = crate::http::pagination::paginate(rows, limit, |p| p.id.clone());
+    let (rows, next_cursor) = pagination::paginate(rows, limit, |p| p.id.clone());
     Ok(HttpResponse::Ok().json(SandboxPostPage {
         items: rows.into_iter().map(SandboxPostResponse::from).collect(),
         next_cursor,
@@ -231,7 +232,7 @@ pub async fn get_sandbox_post(
     _caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = crate::http::parse_id(&path, "sandbox post")?;
+    let id = parse_id(&path, "sandbox post")?;
     let post = state
         .db(move |conn| {
             super::sandbox::find(conn, &id)?

@@ -11,7 +11,7 @@ use herald::fakes::bluesky::FakeBluesky;
 use herald::fakes::mastodon::{FakeMastodon, FakeMastodonConfig};
 use serde_json::{json, Value};
 
-use crate::helpers::{is_postgres, spawn_app, test_settings, TestApp};
+use crate::helpers::{is_postgres, spawn_app, spawn_app_with, test_settings, TestApp};
 
 const TEXT: &str = "Update: the outage is over. Details at https://status.example.com/42";
 
@@ -229,6 +229,35 @@ async fn an_unknown_outcome_is_reconciled_without_a_duplicate() {
         .collect();
     assert!(actions.contains(&"delivery.unknown"), "{actions:?}");
     assert_eq!(log["items"][0]["details"]["reconciled"], true);
+}
+
+#[tokio::test]
+async fn an_outcome_that_stays_unknown_fails_asking_for_a_check_and_is_never_resent() {
+    let app = spawn_app_with(|s| s.dispatch.max_reconcile_tries = 2).await;
+    let fake = FakeMastodon::start().await;
+    let (statement, account, _) = mastodon_setup(&app, &fake).await;
+    fake.drop_after_store_next(1);
+    let id = schedule_now(&app, &statement, &account).await;
+    app.wait_status(&id, "unknown", 20).await;
+    // The network cannot be reached any more: every check fails.
+    let requests = fake.post_requests();
+    drop(fake);
+    let done = app.wait_status(&id, "failed", 60).await;
+    assert!(
+        done["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("outcome unknown, check the account before reposting"),
+        "{done}"
+    );
+    assert_eq!(done["attempts"], 1, "never published again");
+    assert_eq!(requests, 1);
+    let log = app
+        .get(&app.admin, &format!("/v1/log?delivery_id={id}"))
+        .await
+        .ok();
+    assert_eq!(log["items"][0]["action"], "delivery.failed");
+    assert_eq!(log["items"][0]["details"]["class"], "unknown");
 }
 
 #[tokio::test]
