@@ -28,7 +28,6 @@ use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Publis
 
 const DEFAULT_BASE_URL: &str = "https://bsky.social";
 const POST_COLLECTION: &str = "app.bsky.feed.post";
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long a refused login is answered from memory (same account, same
 /// identifier and app password), so a queue of posts cannot burn the
@@ -38,11 +37,12 @@ const REFUSED_LOGIN_MEMORY: Duration = Duration::from_secs(600);
 const MAX_MESSAGE: usize = 300;
 
 /// Publishes to Bluesky (any PDS; `https://bsky.social` unless the account
-/// names another base URL).
+/// names another base URL). Requests are bounded by the shared client's
+/// timeout (`HERALD_PUBLISH_TIMEOUT_S`); a `createRecord` that times out is an
+/// `Unknown` outcome.
 #[derive(Clone)]
 pub struct Bluesky {
     http: reqwest::Client,
-    timeout: Duration,
     /// Per account id: the last refused login, shared by every clone.
     refused_logins: Arc<Mutex<HashMap<String, RefusedLogin>>>,
 }
@@ -58,16 +58,8 @@ impl Bluesky {
     pub fn new(http: reqwest::Client) -> Self {
         Self {
             http,
-            timeout: DEFAULT_REQUEST_TIMEOUT,
             refused_logins: Arc::default(),
         }
-    }
-
-    /// How long one HTTP request may take (default 30 s). A `createRecord`
-    /// that times out is an `Unknown` outcome.
-    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 }
 
@@ -285,7 +277,7 @@ impl Bluesky {
             },
             other => other,
         };
-        let response = request.timeout(self.timeout).send().await.map_err(failed)?;
+        let response = request.send().await.map_err(failed)?;
         let status = response.status().as_u16();
         let limits = RateHeaders::parse(response.headers(), Utc::now());
         let bytes = response.bytes().await.map_err(failed)?;

@@ -464,7 +464,12 @@ async fn bluesky_a_stalled_answer_times_out_as_unknown_and_reconciles() {
     signed_in(&fake, &account).await;
     let p = post("Water safe to drink again.");
     fake.stall_after_store_next(1, Duration::from_secs(3));
-    let impatient = connector().with_request_timeout(Duration::from_millis(300));
+    let impatient = Bluesky::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    );
     let error = impatient.publish(&account, &p).await.unwrap_err();
     assert_eq!(error.class(), "unknown", "{error:?}");
     let found = impatient.reconcile(&account, &p).await.expect("reconciled");
