@@ -185,6 +185,13 @@ pub fn remove(conn: &mut DbConnection, actor: &str, id: &str) -> Result<(), Acco
                     "name": row.name,
                 })),
         )?;
+        // Nothing is published with a removed account.
+        crate::deliveries::store::cancel_pending(
+            conn,
+            actor,
+            crate::deliveries::store::Owner::Account(id),
+            "the account was removed",
+        )?;
         Ok(())
     })
 }

@@ -625,3 +625,31 @@ async fn scheduling_honours_an_idempotency_key() {
     );
     assert_eq!(app.count_status("scheduled"), 1);
 }
+
+#[tokio::test]
+async fn removing_an_account_cancels_what_was_scheduled_on_it() {
+    let app = spawn_app().await;
+    let (statement, account) = sandbox_setup(&app, "crisis").await;
+    let body = app
+        .schedule(&statement, &[&account], json!({"at": in_ms(3_600_000)}))
+        .await
+        .ok();
+    let id = body["deliveries"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.delete(&app.admin, &format!("/v1/accounts/{account}"))
+            .await
+            .status,
+        204
+    );
+    let cancelled = app
+        .get(&app.admin, &format!("/v1/deliveries/{id}"))
+        .await
+        .ok();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["last_error"], "the account was removed");
+    let log = app
+        .get(&app.admin, &format!("/v1/log?delivery_id={id}"))
+        .await
+        .ok();
+    assert_eq!(log["items"][0]["action"], "delivery.cancelled");
+}

@@ -490,20 +490,31 @@ pub fn follow_new_version(
     Ok(pending.len())
 }
 
-/// A statement was retired: its pending deliveries are cancelled. Runs
-/// inside the retirement's transaction.
-pub fn cancel_for_retired(
+/// What a group of pending deliveries belongs to.
+pub enum Owner<'a> {
+    Statement(&'a str),
+    Account(&'a str),
+}
+
+/// Cancel the `scheduled` deliveries of a retired statement or a removed
+/// account, with `reason`. Runs inside the retirement's or the removal's
+/// transaction.
+pub fn cancel_pending(
     conn: &mut DbConnection,
     actor: &str,
-    statement_id: &str,
+    owner: Owner<'_>,
+    reason: &str,
 ) -> QueryResult<usize> {
-    let pending: Vec<DeliveryRow> = deliveries::table
-        .filter(deliveries::statement_id.eq(statement_id))
+    let mut query = deliveries::table
         .filter(deliveries::status.eq(DeliveryStatus::Scheduled.as_str()))
-        .select(DeliveryRow::as_select())
-        .load(conn)?;
+        .into_boxed();
+    query = match owner {
+        Owner::Statement(id) => query.filter(deliveries::statement_id.eq(id.to_string())),
+        Owner::Account(id) => query.filter(deliveries::account_id.eq(id.to_string())),
+    };
+    let pending: Vec<DeliveryRow> = query.select(DeliveryRow::as_select()).load(conn)?;
     for row in &pending {
-        set_cancelled(conn, actor, row, "the statement was retired")?;
+        set_cancelled(conn, actor, row, reason)?;
     }
     Ok(pending.len())
 }

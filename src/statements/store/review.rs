@@ -173,7 +173,12 @@ pub fn retire(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
                     "status_before": statement.status.as_str(),
                 })),
         )?;
-        crate::deliveries::store::cancel_for_retired(conn, actor, id)?;
+        crate::deliveries::store::cancel_pending(
+            conn,
+            actor,
+            crate::deliveries::store::Owner::Statement(id),
+            "the statement was retired",
+        )?;
         get(conn, id)
     })
 }
