@@ -113,6 +113,7 @@ fn setup(
             title: "Bench".into(),
             kind: Kind::Crisis,
             severity: Some(crate::statements::Severity::Minor),
+            language: Some("en".into()),
             variants: vec![(
                 Platform::Mastodon,
                 "Service update: all systems are back.".into(),

@@ -42,6 +42,10 @@ pub struct CreateStatement {
     pub kind: Kind,
     /// Crisis statements only; defaults to `moderate`. `severe` needs two approvers.
     pub severity: Option<Severity>,
+    /// BCP 47 tag of the text, sent to networks that take one (Mastodon
+    /// `language`, Bluesky `langs`).
+    #[schema(example = "en")]
+    pub language: Option<String>,
     /// At most one per platform.
     #[serde(default)]
     pub variants: Vec<VariantInput>,
@@ -58,6 +62,10 @@ pub struct UpdateStatement {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Severity>)]
     pub severity: Option<Option<Severity>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "fr")]
+    pub language: Option<Option<String>>,
     /// Replaces every variant.
     pub variants: Option<Vec<VariantInput>>,
 }
@@ -120,6 +128,8 @@ pub struct StatementResponse {
     pub title: String,
     pub kind: Kind,
     pub severity: Option<Severity>,
+    /// BCP 47 tag of the text.
+    pub language: Option<String>,
     pub status: Status,
     /// Name of the key that created this version.
     pub author: String,
@@ -127,7 +137,7 @@ pub struct StatementResponse {
     pub editors: Vec<String>,
     pub approvals: Vec<ApprovalResponse>,
     pub approvals_required: usize,
-    /// SHA-256 of the title, kind, severity and variants: review events in the
+    /// SHA-256 of the title, kind, severity, language and variants: review events in the
     /// publish log carry the same digest, proving which text was approved.
     pub content_sha256: String,
     pub rejection_reason: Option<String>,
@@ -170,6 +180,7 @@ impl From<Statement> for StatementResponse {
             title: s.row.title,
             kind: s.kind,
             severity: s.severity,
+            language: s.row.language,
             status: s.status,
             author: s.row.author,
             editors: s.editors,

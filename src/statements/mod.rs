@@ -128,6 +128,34 @@ pub fn validate_title(title: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// Longest language tag accepted (BCP 47 allows long ones; real ones are short).
+const MAX_LANGUAGE_CHARS: usize = 35;
+
+/// A BCP 47 language tag such as `en`, `fr` or `pt-BR`: a primary subtag of
+/// 2–3 letters, then subtags of 1–8 letters or digits. The primary subtag is
+/// returned in lower case, as networks expect it.
+pub fn validate_language(tag: &str) -> Result<String, String> {
+    let tag = tag.trim();
+    let invalid = || format!("'{tag}' is not a language tag such as en, fr or pt-BR (BCP 47)");
+    if tag.is_empty() || tag.len() > MAX_LANGUAGE_CHARS {
+        return Err(invalid());
+    }
+    let mut parts = tag.split('-');
+    let primary = parts.next().unwrap_or_default();
+    if !(2..=3).contains(&primary.len()) || !primary.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(invalid());
+    }
+    let mut clean = primary.to_ascii_lowercase();
+    for part in parts {
+        if !(1..=8).contains(&part.len()) || !part.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid());
+        }
+        clean.push('-');
+        clean.push_str(part);
+    }
+    Ok(clean)
+}
+
 /// Check a variant's text against its network's default rules. Returns the
 /// problems joined into one message when it cannot be posted.
 pub fn validate_variant(platform: Platform, text: &str) -> Result<(), String> {
@@ -141,6 +169,18 @@ pub fn validate_variant(platform: Platform, text: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn language_tags_are_bcp47_like() {
+        assert_eq!(validate_language("en").unwrap(), "en");
+        assert_eq!(validate_language(" FR ").unwrap(), "fr");
+        assert_eq!(validate_language("pt-BR").unwrap(), "pt-BR");
+        assert_eq!(validate_language("zh-Hant-TW").unwrap(), "zh-Hant-TW");
+        for bad in ["", "e", "english", "en_US", "en-", "fr-toolongsubtag", "é"] {
+            assert!(validate_language(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -8,7 +8,7 @@ use super::dto::{
     StatementResponse, UpdateStatement,
 };
 use super::store::{self, ListFilter, NewStatement, Statement, StatementError, StatementPatch};
-use super::{effective_severity, validate_title, validate_variant};
+use super::{effective_severity, validate_language, validate_title, validate_variant};
 use crate::app::AppState;
 use crate::db::DbConnection;
 use crate::http::auth::{Caller, Capability};
@@ -23,6 +23,14 @@ fn statement_id(raw: &str) -> ApiResult<String> {
 
 fn platform_in_path(raw: &str) -> ApiResult<Platform> {
     Platform::parse(raw).ok_or_else(|| ApiError::invalid("platform", Platform::unknown(raw)))
+}
+
+/// A checked language tag; a bad one is added to `errors`.
+fn language_field(given: &Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
+    let tag = given.as_deref()?;
+    validate_language(tag)
+        .map_err(|m| errors.push(FieldError::new("language", m)))
+        .ok()
 }
 
 fn ok(statement: Statement) -> HttpResponse {
@@ -73,6 +81,7 @@ pub async fn create_statement(
     let variants = validate_variants(&body.variants, "variants")
         .map_err(|e| errors.extend(e))
         .ok();
+    let language = language_field(&body.language, &mut errors);
     let (Some(title), Some(variants), true) = (title, variants, errors.is_empty()) else {
         return Err(ApiError::invalid_fields(errors));
     };
@@ -80,10 +89,12 @@ pub async fn create_statement(
         title,
         kind: body.kind,
         severity,
+        language,
         variants,
     };
     let fingerprint = serde_json::json!({
-        "title": new.title, "kind": new.kind, "severity": new.severity, "variants": body.variants,
+        "title": new.title, "kind": new.kind, "severity": new.severity,
+        "language": new.language, "variants": body.variants,
     });
     let actor = caller.name.clone();
     crate::http::idempotency::create(&state, &req, &caller, fingerprint, move |conn| {
@@ -173,6 +184,10 @@ pub async fn update_statement(
             .map_err(|e| errors.extend(e))
             .ok(),
     };
+    let language = body
+        .language
+        .as_ref()
+        .map(|given| language_field(given, &mut errors));
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
@@ -180,6 +195,7 @@ pub async fn update_statement(
         title,
         kind: body.kind,
         severity: body.severity,
+        language,
         variants,
     };
     let actor = caller.name;

@@ -356,6 +356,54 @@ async fn bluesky_an_unknown_outcome_is_reconciled_by_record_key() {
     assert_eq!(done["remote_id"], records[0].uri.as_str());
 }
 
+#[tokio::test]
+async fn the_statements_language_goes_out_to_mastodon_and_bluesky() {
+    let app = spawn_app().await;
+    let mastodon = FakeMastodon::start().await;
+    let (bluesky, _, bluesky_account) = bluesky_setup(&app).await;
+    let token = mastodon.add_account("marque");
+    let mastodon_account = app
+        .add_account(
+            "mastodon",
+            "Marque",
+            Some(&mastodon.base_url()),
+            json!({"access_token": token}),
+        )
+        .await;
+    let author = app.key(herald::keys::Role::Editor);
+    let text = "Le service est rétabli. Merci de votre patience.";
+    let created = app
+        .create_statement(
+            &author,
+            json!({"title": "Rétablissement", "kind": "crisis", "language": "fr",
+                   "variants": [{"platform": "mastodon", "text": text}, {"platform": "bluesky", "text": text}]}),
+        )
+        .await;
+    assert_eq!(created["language"], "fr");
+    let id = created["id"].as_str().unwrap();
+    app.act(&author, &format!("/v1/statements/{id}/submit"))
+        .await
+        .ok();
+    let approver = app.key(herald::keys::Role::Approver);
+    app.act(&approver, &format!("/v1/statements/{id}/approve"))
+        .await
+        .ok();
+    let body = app
+        .schedule(
+            id,
+            &[&mastodon_account, &bluesky_account],
+            json!({"now": true}),
+        )
+        .await
+        .ok();
+    for d in body["deliveries"].as_array().unwrap() {
+        app.wait_status(d["id"].as_str().unwrap(), "published", 20)
+            .await;
+    }
+    assert_eq!(mastodon.posts()[0].language.as_deref(), Some("fr"));
+    assert_eq!(bluesky.posts()[0].langs, ["fr"]);
+}
+
 /// Schedule `n` deliveries of one statement to one account at `at`, through the store.
 fn schedule_bulk(
     app: &TestApp,

@@ -379,3 +379,57 @@ async fn submitting_needs_at_least_one_variant() {
         .await
         .invalid("variants");
 }
+
+#[tokio::test]
+async fn a_statement_may_name_its_language() {
+    let app = crate::helpers::spawn_app().await;
+    let editor = app.key(herald::keys::Role::Editor);
+    let body = |language: serde_json::Value| {
+        serde_json::json!({"title": "Recall", "kind": "routine", "language": language,
+            "variants": [{"platform": "sandbox", "text": "Hello"}]})
+    };
+    app.post(
+        &editor,
+        "/v1/statements",
+        body(serde_json::json!("english")),
+    )
+    .await
+    .invalid("language");
+    let created = app
+        .create_statement(&editor, body(serde_json::json!("pt-BR")))
+        .await;
+    assert_eq!(created["language"], "pt-BR");
+    let id = created["id"].as_str().unwrap();
+    let before = created["content_sha256"].clone();
+    let changed = app
+        .patch(
+            &editor,
+            &format!("/v1/statements/{id}"),
+            serde_json::json!({"language": "PT"}),
+        )
+        .await
+        .ok();
+    assert_eq!(changed["language"], "pt");
+    assert_ne!(
+        changed["content_sha256"], before,
+        "the language is part of the approved content"
+    );
+    let cleared = app
+        .patch(
+            &editor,
+            &format!("/v1/statements/{id}"),
+            serde_json::json!({"language": null}),
+        )
+        .await
+        .ok();
+    assert!(cleared["language"].is_null());
+    let untouched = app
+        .patch(
+            &editor,
+            &format!("/v1/statements/{id}"),
+            serde_json::json!({"title": "Recall 2"}),
+        )
+        .await
+        .ok();
+    assert!(untouched["language"].is_null());
+}

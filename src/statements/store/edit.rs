@@ -17,6 +17,8 @@ pub struct NewStatement {
     pub title: String,
     pub kind: Kind,
     pub severity: Option<Severity>,
+    /// BCP 47 tag of the text (sent to networks that take one).
+    pub language: Option<String>,
     pub variants: Vec<(Platform, String)>,
 }
 
@@ -32,6 +34,7 @@ pub fn create(conn: &mut DbConnection, actor: &str, new: NewStatement) -> Result
                     "title": new.title,
                     "kind": new.kind.as_str(),
                     "severity": new.severity.map(Severity::as_str),
+                    "language": new.language,
                     "version": 1,
                     "platforms": platforms,
                 })),
@@ -68,6 +71,8 @@ pub struct StatementPatch {
     pub kind: Option<Kind>,
     /// `Some(None)` clears it.
     pub severity: Option<Option<Severity>>,
+    /// `Some(None)` clears it.
+    pub language: Option<Option<String>>,
     pub variants: Option<Vec<(Platform, String)>>,
 }
 
@@ -103,11 +108,19 @@ pub fn update(
         if severity != before.severity {
             changed.push("severity");
         }
+        let language = patch
+            .language
+            .clone()
+            .unwrap_or(before.row.language.clone());
+        if language != before.row.language {
+            changed.push("language");
+        }
         diesel::update(statements::table.find(id))
             .set((
                 statements::title.eq(patch.title.clone().unwrap_or(before.row.title.clone())),
                 statements::kind.eq(kind.as_str()),
                 statements::severity.eq(severity.map(Severity::as_str)),
+                statements::language.eq(&language),
             ))
             .execute(conn)?;
         if let Some(list) = &patch.variants {
@@ -124,6 +137,7 @@ pub fn update(
                     "title": patch.title,
                     "kind": kind.as_str(),
                     "severity": severity.map(Severity::as_str),
+                    "language": language,
                     "variants": patch.variants.as_ref().map(|list| list
                         .iter()
                         .map(|(p, text)| json!({"platform": p.as_str(), "text": text}))

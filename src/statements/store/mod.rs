@@ -37,6 +37,7 @@ pub struct StatementRow {
     pub submitted_at: Option<NaiveDateTime>,
     pub approved_at: Option<NaiveDateTime>,
     pub retired_at: Option<NaiveDateTime>,
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -78,7 +79,7 @@ impl Statement {
     /// exact text was submitted and approved.
     pub fn content_digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let content = serde_json::json!({
+        let mut content = serde_json::json!({
             "title": self.row.title,
             "kind": self.kind.as_str(),
             "severity": self.severity.map(Severity::as_str),
@@ -88,6 +89,11 @@ impl Statement {
                 .map(|(p, v)| (p.as_str(), v.text.as_str()))
                 .collect::<Vec<_>>(),
         });
+        // Added with the language field: digests of statements without one
+        // stay what they were.
+        if let Some(language) = &self.row.language {
+            content["language"] = serde_json::json!(language);
+        }
         hex::encode(Sha256::digest(content.to_string().as_bytes()))
     }
 }
@@ -297,6 +303,7 @@ pub(super) fn insert_draft(
         submitted_at: None,
         approved_at: None,
         retired_at: None,
+        language: draft.language.clone(),
     };
     diesel::insert_into(statements::table)
         .values(&row)

@@ -211,6 +211,7 @@ pub fn revise(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
             title: old.row.title.clone(),
             kind: old.kind,
             severity: old.severity,
+            language: old.row.language.clone(),
             variants: old
                 .variants
                 .iter()
