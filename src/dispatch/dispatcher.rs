@@ -32,7 +32,8 @@ const CLAIM_BATCH: usize = 256;
 const SETTLE_BATCH: usize = 512;
 /// How often the loop marks overdue deliveries missed (the claim never takes them).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Longest idle sleep: also how soon a delivery scheduled by another instance is seen.
+/// Longest idle sleep: also how soon a delivery scheduled by another
+/// instance, or released by a change elsewhere, is seen.
 const IDLE: Duration = Duration::from_millis(500);
 
 /// What [`Dispatcher::call`] asks of a connector.
@@ -197,21 +198,20 @@ impl Dispatcher {
             if count == want {
                 continue;
             }
-            let next = self.db(deliveries::next_due).await.ok().flatten();
-            let wait = match next {
-                Some(at) => {
-                    let at = at.and_utc();
-                    if at <= claim_started && count == 0 {
-                        // Due before the claim, yet not claimed: held (paused,
-                        // account not active, revision open) until something changes.
-                        IDLE
-                    } else {
-                        // Sleep until it is due (zero if it became due meanwhile).
-                        (at - Utc::now()).to_std().unwrap_or_default().min(IDLE)
-                    }
-                }
-                None => IDLE,
-            };
+            // What was due at the claim and not taken is held; sleep until
+            // the next delivery falls due (zero if one did meanwhile).
+            let after = crate::db::truncate_micros(claim_started.naive_utc());
+            let next = self
+                .db(move |conn| deliveries::next_due_after(conn, after))
+                .await
+                .ok()
+                .flatten();
+            let wait = next.map_or(IDLE, |at| {
+                (at.and_utc() - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(IDLE)
+            });
             if wait.is_zero() {
                 continue;
             }

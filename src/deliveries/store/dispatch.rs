@@ -214,10 +214,17 @@ fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<
     Ok(claims)
 }
 
-/// The earliest instant a scheduled delivery is due, if any.
-pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+/// The earliest instant after `after` at which a scheduled delivery falls
+/// due. Deliveries already due at `after` and not claimed are held (paused,
+/// account not active, revision open): they must not make the loop wait less
+/// for the others.
+pub fn next_due_after(
+    conn: &mut DbConnection,
+    after: NaiveDateTime,
+) -> QueryResult<Option<NaiveDateTime>> {
     deliveries::table
         .filter(deliveries::status.eq(DeliveryStatus::Scheduled.as_str()))
+        .filter(deliveries::next_attempt_at.gt(after))
         .select(diesel::dsl::min(deliveries::next_attempt_at))
         .first(conn)
 }

@@ -7,8 +7,9 @@
 mod dispatch;
 
 pub use dispatch::{
-    claim_due, claim_unknown, count_by_status, next_due, rescue_expired_leases, save_credentials,
-    settle, settle_reconciliation, sweep_missed, Claim, Outcome, Reconciled, Settle,
+    claim_due, claim_unknown, count_by_status, next_due_after, rescue_expired_leases,
+    save_credentials, settle, settle_reconciliation, sweep_missed, Claim, Outcome, Reconciled,
+    Settle,
 };
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
