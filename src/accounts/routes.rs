@@ -191,9 +191,17 @@ pub async fn create_account(
     let mut max_characters = body.max_characters;
     if let (Platform::Mastodon, None, Some(url)) = (body.platform, max_characters, &base_url) {
         let mastodon = crate::platforms::mastodon::Mastodon::new(state.http.clone());
-        match mastodon.instance_limit(url).await {
-            Ok(limit) => max_characters = i32::try_from(limit).ok().filter(|n| *n > 0),
-            Err(error) => tracing::warn!(%error, "could not read the instance's character limit"),
+        // Bounded, so an unreachable instance does not hold the admin's request.
+        let lookup = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            mastodon.instance_limit(url),
+        );
+        match lookup.await {
+            Ok(Ok(limit)) => max_characters = i32::try_from(limit).ok().filter(|n| *n > 0),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not read the instance's character limit")
+            }
+            Err(_) => tracing::warn!("the instance did not give its character limit within 5 s"),
         }
     }
     let new = NewAccount {
