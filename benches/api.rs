@@ -85,6 +85,7 @@ async fn bench_http() {
         log_filter: "error".into(),
         log_json: false,
         dispatch: herald::config::DispatchSettings::default(),
+        networks: Default::default(),
     };
     println!("database: {}", settings.database_url.display());
     let pool = db::pool(&settings.database_url, 2, Duration::from_secs(10)).unwrap();

@@ -98,7 +98,8 @@ impl Application {
         let waker = Waker::default();
         let http = http_client(&settings)?;
         let dispatcher = if settings.dispatch.enabled {
-            let connectors = Connectors::new(http.clone(), Sandbox::new(pool.clone()));
+            let connectors =
+                Connectors::new(http.clone(), Sandbox::new(pool.clone()), &settings.networks);
             Some(Dispatcher::start(
                 pool.clone(),
                 secret.clone(),

@@ -22,6 +22,207 @@ pub struct Settings {
     /// Log lines as JSON instead of text.
     pub log_json: bool,
     pub dispatch: DispatchSettings,
+    /// The networks' app registrations and addresses.
+    pub networks: NetworkSettings,
+}
+
+/// One network's app registration (OAuth client) and addresses. The
+/// addresses default to the network's real ones; tests and proxies point
+/// them elsewhere (`HERALD_<NET>_API_URL`, `_AUTH_URL`, `_TOKEN_URL`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NetworkApp {
+    /// `HERALD_<NET>_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `HERALD_<NET>_CLIENT_SECRET`. Never logged (see `Debug`).
+    pub client_secret: Option<String>,
+    /// Base of the network's API, without a trailing slash.
+    pub api_url: String,
+    /// Base of the pages where users authorize Herald.
+    pub auth_url: String,
+    /// The token endpoint, where it is not under `api_url` as documented.
+    pub token_url: Option<String>,
+}
+
+impl NetworkApp {
+    fn new(api_url: &str, auth_url: &str, token_url: Option<&str>) -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            api_url: api_url.into(),
+            auth_url: auth_url.into(),
+            token_url: token_url.map(str::to_string),
+        }
+    }
+
+    /// Both the client id and secret are set.
+    pub fn configured(&self) -> bool {
+        self.client_id.is_some() && self.client_secret.is_some()
+    }
+
+    /// The `(client_id, client_secret)` pair, when configured.
+    pub fn client(&self) -> Option<(&str, &str)> {
+        Some((self.client_id.as_deref()?, self.client_secret.as_deref()?))
+    }
+}
+
+impl std::fmt::Debug for NetworkApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkApp")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("api_url", &self.api_url)
+            .field("auth_url", &self.auth_url)
+            .field("token_url", &self.token_url)
+            .finish()
+    }
+}
+
+/// Every network's settings (shared/platforms.md has the addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSettings {
+    /// Herald's public address, for OAuth redirects
+    /// (`HERALD_PUBLIC_URL`; default `http://<bind>`).
+    pub public_url: Option<String>,
+    /// The name Herald registers under on Mastodon instances.
+    pub mastodon_app_name: String,
+    pub x: NetworkApp,
+    pub linkedin: NetworkApp,
+    /// `LinkedIn-Version` sent with every `/rest` call (`YYYYMM`).
+    pub linkedin_version: String,
+    pub facebook: NetworkApp,
+    pub instagram: NetworkApp,
+    pub threads: NetworkApp,
+    /// Bot API base (`HERALD_TELEGRAM_API_URL`).
+    pub telegram_api_url: String,
+    /// REST API base for the Discord bot calls (`HERALD_DISCORD_API_URL`).
+    pub discord_api_url: String,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            mastodon_app_name: "Herald".into(),
+            x: NetworkApp::new("https://api.x.com", "https://x.com", None),
+            linkedin: NetworkApp::new("https://api.linkedin.com", "https://www.linkedin.com", None),
+            linkedin_version: "202510".into(),
+            facebook: NetworkApp::new(
+                "https://graph.facebook.com/v23.0",
+                "https://www.facebook.com/v23.0",
+                None,
+            ),
+            instagram: NetworkApp::new(
+                "https://graph.instagram.com",
+                "https://www.instagram.com",
+                Some("https://api.instagram.com/oauth/access_token"),
+            ),
+            threads: NetworkApp::new("https://graph.threads.net", "https://threads.net", None),
+            telegram_api_url: "https://api.telegram.org".into(),
+            discord_api_url: "https://discord.com/api/v10".into(),
+        }
+    }
+}
+
+impl NetworkSettings {
+    /// Defaults, overridden by `[networks.<net>]` tables of the file, then
+    /// by `HERALD_<NET>_*` variables.
+    fn load(
+        env: &impl Fn(&str) -> Option<String>,
+        file: Option<NetworksFile>,
+    ) -> anyhow::Result<Self> {
+        let mut s = Self::default();
+        let file = file.unwrap_or_default();
+        let pick = |var: &str, from_file: Option<String>| {
+            env(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().to_string())
+                .or(from_file)
+        };
+        s.public_url = pick("HERALD_PUBLIC_URL", file.public_url).map(trim_slash);
+        if let Some(name) = pick("HERALD_MASTODON_APP_NAME", file.mastodon_app_name) {
+            s.mastodon_app_name = name;
+        }
+        if let Some(version) = pick("HERALD_LINKEDIN_VERSION", file.linkedin_version) {
+            if version.len() != 6 || !version.bytes().all(|b| b.is_ascii_digit()) {
+                anyhow::bail!("HERALD_LINKEDIN_VERSION must be YYYYMM, like 202510");
+            }
+            s.linkedin_version = version;
+        }
+        if let Some(url) = pick("HERALD_TELEGRAM_API_URL", file.telegram_api_url) {
+            s.telegram_api_url = checked_url("HERALD_TELEGRAM_API_URL", url)?;
+        }
+        if let Some(url) = pick("HERALD_DISCORD_API_URL", file.discord_api_url) {
+            s.discord_api_url = checked_url("HERALD_DISCORD_API_URL", url)?;
+        }
+        let apps = [
+            ("X", file.x, &mut s.x),
+            ("LINKEDIN", file.linkedin, &mut s.linkedin),
+            ("FACEBOOK", file.facebook, &mut s.facebook),
+            ("INSTAGRAM", file.instagram, &mut s.instagram),
+            ("THREADS", file.threads, &mut s.threads),
+        ];
+        for (net, from_file, app) in apps {
+            let f = from_file.unwrap_or_default();
+            app.client_id = pick(&format!("HERALD_{net}_CLIENT_ID"), f.client_id);
+            app.client_secret = pick(&format!("HERALD_{net}_CLIENT_SECRET"), f.client_secret);
+            if let Some(url) = pick(&format!("HERALD_{net}_API_URL"), f.api_url) {
+                app.api_url = checked_url(&format!("HERALD_{net}_API_URL"), url)?;
+            }
+            if let Some(url) = pick(&format!("HERALD_{net}_AUTH_URL"), f.auth_url) {
+                app.auth_url = checked_url(&format!("HERALD_{net}_AUTH_URL"), url)?;
+            }
+            if let Some(url) = pick(&format!("HERALD_{net}_TOKEN_URL"), f.token_url) {
+                app.token_url = Some(checked_url(&format!("HERALD_{net}_TOKEN_URL"), url)?);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Herald's OAuth redirect address.
+    pub fn redirect_uri(&self, bind: &str) -> String {
+        let base = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bind}"));
+        format!("{base}/v1/oauth/callback")
+    }
+}
+
+fn trim_slash(url: String) -> String {
+    url.trim_end_matches('/').to_string()
+}
+
+fn checked_url(var: &str, url: String) -> anyhow::Result<String> {
+    match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(trim_slash(url)),
+        _ => anyhow::bail!("{var} must be an http(s) URL"),
+    }
+}
+
+/// `[networks]` of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworksFile {
+    public_url: Option<String>,
+    mastodon_app_name: Option<String>,
+    linkedin_version: Option<String>,
+    telegram_api_url: Option<String>,
+    discord_api_url: Option<String>,
+    x: Option<NetworkAppFile>,
+    linkedin: Option<NetworkAppFile>,
+    facebook: Option<NetworkAppFile>,
+    instagram: Option<NetworkAppFile>,
+    threads: Option<NetworkAppFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkAppFile {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    api_url: Option<String>,
+    auth_url: Option<String>,
+    token_url: Option<String>,
 }
 
 /// How the dispatcher publishes (DESIGN §5).
@@ -75,6 +276,7 @@ struct FileSettings {
     lease_s: Option<i64>,
     max_retries: Option<i64>,
     max_reconcile_tries: Option<i64>,
+    networks: Option<NetworksFile>,
 }
 
 /// An integer setting from the environment or the file, within bounds.
@@ -198,8 +400,10 @@ impl Settings {
         if dispatch.lease_s <= dispatch.publish_timeout_s + 5 {
             anyhow::bail!("HERALD_LEASE_S must be more than HERALD_PUBLISH_TIMEOUT_S + 5");
         }
+        let networks = NetworkSettings::load(&env, file.networks)?;
         Ok(Settings {
             dispatch,
+            networks,
             database_url,
             bind: pick("HERALD_BIND", file.bind).unwrap_or_else(|| DEFAULT_BIND.into()),
             secret_key: pick("HERALD_SECRET_KEY", file.secret_key),

@@ -305,6 +305,7 @@ impl Dispatcher {
             idempotency_key: d.idempotency_key.clone(),
             first_attempt_at: d.first_attempt_at.unwrap_or(d.planned_at).and_utc(),
             deadline: d.deadline.and_utc(),
+            ..Default::default()
         }
     }
 

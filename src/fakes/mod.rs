@@ -3,4 +3,11 @@
 //! publish to them; they are never used by `herald serve`.
 
 pub mod bluesky;
+pub mod discord;
+pub mod facebook;
+pub mod instagram;
+pub mod linkedin;
 pub mod mastodon;
+pub mod telegram;
+pub mod threads;
+pub mod x;

@@ -102,6 +102,24 @@ impl Connector for Bluesky {
         self.find(account, &base_url(account), &post.idempotency_key)
             .await
     }
+
+    async fn delete(
+        &self,
+        _account: &AccountSession,
+        _remote_id: &str,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Rejected {
+            message: "deleting Bluesky posts is not built yet".into(),
+            status: None,
+        })
+    }
+
+    async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Rejected {
+            message: "checking Bluesky accounts is not built yet".into(),
+            status: None,
+        })
+    }
 }
 
 /// The session fields stored in the account's credentials.
@@ -780,6 +798,7 @@ mod tests {
             idempotency_key: crate::platforms::connector::tid(at, 1),
             first_attempt_at: at,
             deadline: at + chrono::Duration::hours(2),
+            ..Default::default()
         }
     }
 

@@ -96,8 +96,33 @@ impl AccountSession {
     }
 }
 
-/// One publication of one statement variant to one account.
-#[derive(Debug, Clone)]
+/// Where a part goes when it answers an earlier post: the rest of a thread,
+/// or a correction. Ids are the connector's own `remote_id`s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyTarget {
+    /// The first post of the thread (LinkedIn and Facebook comment on it).
+    pub root_id: String,
+    /// The post this one answers directly (X, Bluesky, Mastodon, Threads,
+    /// Telegram reply to it).
+    pub parent_id: String,
+}
+
+/// An image attached to a post.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaItem {
+    /// Where the network (Instagram, Threads, Facebook) or the connector can
+    /// fetch the image: a public `https` URL.
+    pub url: String,
+    /// Alternative text, kept wherever the network has a field for it.
+    pub alt: Option<String>,
+    /// `image/jpeg`, `image/png`, … when known.
+    pub content_type: Option<String>,
+}
+
+/// One publication of one statement variant to one account. A thread is
+/// published as one `Post` per part: part 0 first, then each later part
+/// with `reply_to` set.
+#[derive(Debug, Clone, Default)]
 pub struct Post {
     pub delivery_id: String,
     pub statement_id: String,
@@ -119,6 +144,23 @@ pub struct Post {
     /// Past this instant the post must not go out any more (`max_lateness_s`):
     /// reconciliation may then look the post up, never send it again.
     pub deadline: DateTime<Utc>,
+    /// Which part of a thread this is (0 for the first, or only, part).
+    pub part: usize,
+    /// The earlier post this part answers (the rest of a thread, a correction).
+    pub reply_to: Option<ReplyTarget>,
+    /// Images to attach, in order.
+    pub media: Vec<MediaItem>,
+}
+
+/// An account connected through OAuth: what the connector keeps of it.
+#[derive(Debug, Clone, Default)]
+pub struct Connected {
+    /// The credentials to store (sealed): tokens, user or page ids.
+    pub credentials: Credentials,
+    /// The account's name on the network (`@handle`, Page name), for display.
+    pub remote_name: Option<String>,
+    /// When the access token stops working, if it does.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A post the network accepted.
@@ -255,6 +297,25 @@ pub fn tid(at: DateTime<Utc>, clock_id: u16) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The idempotency key of part `part` of a thread whose first part has
+/// `key`. Part 0 keeps the key; later parts get their own, derived so every
+/// attempt of a part uses the same one. A TID key (Bluesky's record key)
+/// stays a valid TID: its last character (clock-id bits) moves on by `part`.
+pub fn part_key(key: &str, part: usize) -> String {
+    const ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
+    if part == 0 {
+        return key.to_string();
+    }
+    let bytes = key.as_bytes();
+    if bytes.len() == 13 && bytes.iter().all(|b| ALPHABET.contains(b)) {
+        let last = ALPHABET.iter().position(|b| *b == bytes[12]).unwrap_or(0);
+        let mut out = key[..12].to_string();
+        out.push(ALPHABET[(last + part) % 32] as char);
+        return out;
+    }
+    format!("{key}.{part}")
+}
+
 /// Parse a `Retry-After` header value given in seconds.
 pub fn retry_after_seconds(value: Option<&str>) -> Option<Duration> {
     value?.trim().parse::<u64>().ok().map(Duration::from_secs)
@@ -288,6 +349,22 @@ mod tests {
         c.set("token", "other");
         assert!(c.take_changed());
         assert!(!c.take_changed());
+    }
+
+    #[test]
+    fn part_keys_are_stable_distinct_and_keep_tids_valid() {
+        assert_eq!(part_key("abc", 0), "abc");
+        assert_eq!(part_key("abc", 2), "abc.2");
+        let t = tid(Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(), 7);
+        let keys: Vec<String> = (0..5).map(|p| part_key(&t, p)).collect();
+        assert_eq!(keys[0], t);
+        for k in &keys {
+            assert_eq!(k.len(), 13);
+            assert_eq!(&k[..12], &t[..12]);
+        }
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), 5);
+        assert_eq!(part_key(&t, 3), part_key(&t, 3));
     }
 
     #[test]

@@ -247,6 +247,24 @@ impl Connector for Mastodon {
         }
         self.find_by_listing(&target, post).await
     }
+
+    async fn delete(
+        &self,
+        _account: &AccountSession,
+        _remote_id: &str,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Rejected {
+            message: "deleting Mastodon posts is not built yet".into(),
+            status: None,
+        })
+    }
+
+    async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Rejected {
+            message: "checking Mastodon accounts is not built yet".into(),
+            status: None,
+        })
+    }
 }
 
 /// The parts of a Mastodon Status Herald uses.
@@ -514,6 +532,20 @@ fn normalize_text(text: &str) -> String {
         blank_run = false;
     }
     out
+}
+
+impl Mastodon {
+    /// After the OAuth code exchange on an instance: the account's credentials.
+    pub async fn connect(
+        &self,
+        _tokens: super::TokenSet,
+        _request: &super::ConnectRequest,
+    ) -> Result<super::Connected, ConnectorError> {
+        Err(ConnectorError::Rejected {
+            message: "connecting Mastodon accounts through OAuth is not built yet".into(),
+            status: None,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,24 +3,40 @@
 //! to a network.
 
 pub mod bluesky;
+pub mod catalog;
 pub mod connector;
+pub mod discord;
+pub mod facebook;
+pub mod instagram;
+pub mod linkedin;
 pub mod mastodon;
+pub mod oauth;
 pub mod routes;
 pub mod sandbox;
+pub mod telegram;
 pub mod text;
+pub mod threads;
 pub mod webhook;
+pub mod x;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use connector::{AccountSession, ConnectorError, Credentials, Post, Published};
+pub use connector::{
+    AccountSession, Connected, ConnectorError, Credentials, MediaItem, Post, Published, ReplyTarget,
+};
+pub use oauth::{OAuthApp, TokenSet};
 pub use text::{check, default_limit, TextReport};
 
+use chrono::{DateTime, Utc};
 use std::future::Future;
+
+use crate::config::NetworkSettings;
 
 /// One network's way of publishing (DESIGN §6).
 pub trait Connector: Send + Sync {
-    /// Publish `post` with `account`. Returns the remote post, or a classified error.
+    /// Publish `post` (one part of a thread; `post.reply_to` says what it
+    /// answers) with `account`. Returns the remote post, or a classified error.
     fn publish(
         &self,
         account: &AccountSession,
@@ -37,6 +53,59 @@ pub trait Connector: Send + Sync {
         account: &AccountSession,
         post: &Post,
     ) -> impl Future<Output = Result<Option<Published>, ConnectorError>> + Send;
+
+    /// Delete a published post or thread part (`remote_id` as `publish`
+    /// returned it). A post already gone counts as deleted. A network that
+    /// does not allow deletion answers `Rejected` saying so.
+    fn delete(
+        &self,
+        account: &AccountSession,
+        remote_id: &str,
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// Preflight: do the account's credentials work right now? One cheap
+    /// authenticated read (refreshing first if the token has expired).
+    fn check(
+        &self,
+        account: &AccountSession,
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// Renew the account's tokens before they expire, in
+    /// `account.credentials`. Returns the new expiry (`None`: does not
+    /// expire). Networks whose credentials never expire keep the default.
+    fn refresh(
+        &self,
+        account: &AccountSession,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, ConnectorError>> + Send {
+        let _ = account;
+        async { Ok(None) }
+    }
+}
+
+/// What an admin asked for when connecting an account through OAuth.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    /// The instance (Mastodon) or API address the account lives on.
+    pub base_url: Option<String>,
+    /// Which of the user's pages or organizations to post as (Facebook
+    /// Page id, LinkedIn organization URN, Instagram account id); `None`
+    /// takes the user's own account, or their only Page.
+    pub target: Option<String>,
+}
+
+/// A network whose accounts connect through OAuth 2.0 (authorization code).
+pub trait OAuthNetwork: Send + Sync {
+    /// The app registration to authorize with; `None` when its client id
+    /// and secret are not configured.
+    fn oauth_app(&self) -> Option<OAuthApp>;
+
+    /// After the code exchange: fetch what posting needs (user id, Page
+    /// token, long-lived token) and build the account's credentials.
+    fn connect(
+        &self,
+        tokens: TokenSet,
+        request: &ConnectRequest,
+    ) -> impl Future<Output = Result<Connected, ConnectorError>> + Send;
 }
 
 /// Every connector, built once per process and shared by the dispatcher.
@@ -44,15 +113,89 @@ pub trait Connector: Send + Sync {
 pub struct Connectors {
     pub mastodon: mastodon::Mastodon,
     pub bluesky: bluesky::Bluesky,
+    pub x: x::X,
+    pub threads: threads::Threads,
+    pub linkedin: linkedin::Linkedin,
+    pub facebook: facebook::Facebook,
+    pub instagram: instagram::Instagram,
+    pub telegram: telegram::Telegram,
+    pub discord: discord::Discord,
     pub webhook: webhook::Webhook,
     pub sandbox: sandbox::Sandbox,
 }
 
+/// Run `$call` on the connector of `$account`'s network.
+macro_rules! on_network {
+    ($self:ident, $account:expr, |$c:ident| $call:expr) => {
+        match $account.platform {
+            Platform::Mastodon => {
+                let $c = &$self.mastodon;
+                $call
+            }
+            Platform::Bluesky => {
+                let $c = &$self.bluesky;
+                $call
+            }
+            Platform::X => {
+                let $c = &$self.x;
+                $call
+            }
+            Platform::Threads => {
+                let $c = &$self.threads;
+                $call
+            }
+            Platform::Linkedin => {
+                let $c = &$self.linkedin;
+                $call
+            }
+            Platform::Facebook => {
+                let $c = &$self.facebook;
+                $call
+            }
+            Platform::Instagram => {
+                let $c = &$self.instagram;
+                $call
+            }
+            Platform::Telegram => {
+                let $c = &$self.telegram;
+                $call
+            }
+            Platform::Discord => {
+                let $c = &$self.discord;
+                $call
+            }
+            Platform::Webhook => {
+                let $c = &$self.webhook;
+                $call
+            }
+            Platform::Sandbox => {
+                let $c = &$self.sandbox;
+                $call
+            }
+        }
+    };
+}
+
 impl Connectors {
-    pub fn new(http: reqwest::Client, sandbox: sandbox::Sandbox) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        sandbox: sandbox::Sandbox,
+        networks: &NetworkSettings,
+    ) -> Self {
         Self {
             mastodon: mastodon::Mastodon::new(http.clone()),
             bluesky: bluesky::Bluesky::new(http.clone()),
+            x: x::X::new(http.clone(), networks.x.clone()),
+            threads: threads::Threads::new(http.clone(), networks.threads.clone()),
+            linkedin: linkedin::Linkedin::new(
+                http.clone(),
+                networks.linkedin.clone(),
+                &networks.linkedin_version,
+            ),
+            facebook: facebook::Facebook::new(http.clone(), networks.facebook.clone()),
+            instagram: instagram::Instagram::new(http.clone(), networks.instagram.clone()),
+            telegram: telegram::Telegram::new(http.clone(), &networks.telegram_api_url),
+            discord: discord::Discord::new(http.clone(), &networks.discord_api_url),
             webhook: webhook::Webhook::new(http),
             sandbox,
         }
@@ -60,10 +203,7 @@ impl Connectors {
 
     /// Whether Herald can publish to `platform` yet.
     pub fn supports(platform: Platform) -> bool {
-        matches!(
-            platform,
-            Platform::Mastodon | Platform::Bluesky | Platform::Webhook | Platform::Sandbox
-        )
+        catalog::info(platform).publishes
     }
 
     pub async fn publish(
@@ -71,13 +211,7 @@ impl Connectors {
         account: &AccountSession,
         post: &Post,
     ) -> Result<Published, ConnectorError> {
-        match account.platform {
-            Platform::Mastodon => self.mastodon.publish(account, post).await,
-            Platform::Bluesky => self.bluesky.publish(account, post).await,
-            Platform::Webhook => self.webhook.publish(account, post).await,
-            Platform::Sandbox => self.sandbox.publish(account, post).await,
-            other => Err(unsupported(other)),
-        }
+        on_network!(self, account, |c| c.publish(account, post).await)
     }
 
     pub async fn reconcile(
@@ -85,20 +219,60 @@ impl Connectors {
         account: &AccountSession,
         post: &Post,
     ) -> Result<Option<Published>, ConnectorError> {
-        match account.platform {
-            Platform::Mastodon => self.mastodon.reconcile(account, post).await,
-            Platform::Bluesky => self.bluesky.reconcile(account, post).await,
-            Platform::Webhook => self.webhook.reconcile(account, post).await,
-            Platform::Sandbox => self.sandbox.reconcile(account, post).await,
-            other => Err(unsupported(other)),
+        on_network!(self, account, |c| c.reconcile(account, post).await)
+    }
+
+    pub async fn delete(
+        &self,
+        account: &AccountSession,
+        remote_id: &str,
+    ) -> Result<(), ConnectorError> {
+        on_network!(self, account, |c| c.delete(account, remote_id).await)
+    }
+
+    pub async fn check(&self, account: &AccountSession) -> Result<(), ConnectorError> {
+        on_network!(self, account, |c| c.check(account).await)
+    }
+
+    pub async fn refresh(
+        &self,
+        account: &AccountSession,
+    ) -> Result<Option<DateTime<Utc>>, ConnectorError> {
+        on_network!(self, account, |c| c.refresh(account).await)
+    }
+
+    /// The OAuth app of `platform`, when it connects through OAuth and is
+    /// configured. Mastodon registers per instance (see `crate::oauth`).
+    pub fn oauth_app(&self, platform: Platform) -> Option<OAuthApp> {
+        match platform {
+            Platform::X => self.x.oauth_app(),
+            Platform::Threads => self.threads.oauth_app(),
+            Platform::Linkedin => self.linkedin.oauth_app(),
+            Platform::Facebook => self.facebook.oauth_app(),
+            Platform::Instagram => self.instagram.oauth_app(),
+            _ => None,
         }
     }
-}
 
-fn unsupported(platform: Platform) -> ConnectorError {
-    ConnectorError::Rejected {
-        message: format!("Herald cannot publish to {platform} yet"),
-        status: None,
+    /// Finish an OAuth connection of `platform` with the tokens received.
+    pub async fn connect(
+        &self,
+        platform: Platform,
+        tokens: TokenSet,
+        request: &ConnectRequest,
+    ) -> Result<Connected, ConnectorError> {
+        match platform {
+            Platform::X => self.x.connect(tokens, request).await,
+            Platform::Threads => self.threads.connect(tokens, request).await,
+            Platform::Linkedin => self.linkedin.connect(tokens, request).await,
+            Platform::Facebook => self.facebook.connect(tokens, request).await,
+            Platform::Instagram => self.instagram.connect(tokens, request).await,
+            Platform::Mastodon => self.mastodon.connect(tokens, request).await,
+            other => Err(ConnectorError::Rejected {
+                message: format!("{other} accounts do not connect through OAuth"),
+                status: None,
+            }),
+        }
     }
 }
 

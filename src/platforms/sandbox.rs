@@ -147,4 +147,23 @@ impl Connector for Sandbox {
         let found = self.run(move |conn| by_key(conn, &key)).await?;
         Ok(found.map(|p| p.published()))
     }
+
+    async fn delete(
+        &self,
+        _account: &AccountSession,
+        remote_id: &str,
+    ) -> Result<(), ConnectorError> {
+        let id = remote_id.to_string();
+        self.run(move |conn| {
+            diesel::delete(sandbox_posts::table.find(id))
+                .execute(conn)
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// The sandbox needs no credentials: it always works.
+    async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }

@@ -146,6 +146,23 @@ impl Connector for Webhook {
         }
         self.deliver(account, post).await.map(Some)
     }
+
+    /// A webhook receiver has no delete call: retraction says so.
+    async fn delete(
+        &self,
+        _account: &AccountSession,
+        _remote_id: &str,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Rejected {
+            message: "a webhook cannot be asked to delete what it received; remove it on the receiving side".into(),
+            status: None,
+        })
+    }
+
+    /// Nothing to check without sending: the URL and secret are the credentials.
+    async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 fn instant(at: DateTime<Utc>) -> String {
@@ -318,6 +335,7 @@ mod tests {
             idempotency_key: "key-1".into(),
             first_attempt_at: planned,
             deadline: planned + chrono::Duration::hours(2),
+            ..Default::default()
         };
         let body = delivery_body(
             &account,

@@ -50,6 +50,7 @@ fn post(text: &str) -> Post {
         idempotency_key: tid(now, CLOCK.fetch_add(1, Ordering::Relaxed) % 1024),
         first_attempt_at: now,
         deadline: now + chrono::Duration::hours(2),
+        ..Default::default()
     }
 }
 

@@ -100,6 +100,7 @@ pub fn test_settings(database_url: &str, secret_key: &str) -> Settings {
             lease_s: 9,
             ..Default::default()
         },
+        networks: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ fn post(text: &str) -> Post {
         idempotency_key: uuid::Uuid::now_v7().to_string(),
         first_attempt_at: now,
         deadline: now + chrono::Duration::hours(2),
+        ..Default::default()
     }
 }
 

@@ -150,6 +150,7 @@ fn post() -> Post {
         idempotency_key: "idem-42".into(),
         first_attempt_at: now,
         deadline: now + chrono::Duration::hours(2),
+        ..Default::default()
     }
 }
 

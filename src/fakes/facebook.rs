@@ -1,0 +1,1 @@
+//! Fake facebook server (being written).

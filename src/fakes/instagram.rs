@@ -1,0 +1,1 @@
+//! Fake instagram server (being written).

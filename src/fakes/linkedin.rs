@@ -1,0 +1,1 @@
+//! Fake linkedin server (being written).

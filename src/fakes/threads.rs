@@ -1,0 +1,1 @@
+//! Fake threads server (being written).

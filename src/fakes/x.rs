@@ -1,0 +1,1 @@
+//! Fake x server (being written).

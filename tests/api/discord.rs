@@ -1,0 +1,1 @@
+//! The discord connector against its fake (being written).

@@ -1,0 +1,1 @@
+//! The x connector against its fake (being written).
