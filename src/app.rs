@@ -10,7 +10,9 @@ use actix_web::{web, App, HttpServer};
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Settings;
+use crate::accounts::lifecycle::Lifecycle;
+use crate::accounts::sessions::Sessions;
+use crate::config::{NetworkSettings, Settings};
 use crate::crypto::SecretKey;
 use crate::db::{self, DbConnection, DbPool};
 use crate::dispatch::{Dispatcher, Scheduler, Waker};
@@ -28,8 +30,23 @@ pub struct AppState {
     pub waker: Waker,
     /// Default `max_lateness_s` of new deliveries.
     pub max_lateness_s: i32,
+    /// Timeout of one call to a network (`HERALD_PUBLISH_TIMEOUT_S`).
+    pub publish_timeout_s: u64,
     /// HTTP client for calls to networks made by the API (instance limits).
     pub http: reqwest::Client,
+    /// Every network's connector, for the calls the API makes itself
+    /// (OAuth connection, preflight checks, retraction).
+    pub connectors: Connectors,
+    /// Live account sessions, shared with the dispatcher (one credentials
+    /// lock per account in this process).
+    pub sessions: std::sync::Arc<Sessions>,
+    /// Token refresh and preflight checks (also run by the scheduler).
+    pub lifecycle: std::sync::Arc<Lifecycle>,
+    /// The networks' app registrations and addresses.
+    pub networks: std::sync::Arc<NetworkSettings>,
+    /// Herald's own address as the networks see it (OAuth redirects,
+    /// uploaded media): `HERALD_PUBLIC_URL`, else `http://<bound address>`.
+    pub public_url: String,
 }
 
 impl AppState {
@@ -97,31 +114,63 @@ impl Application {
         }
         let waker = Waker::default();
         let http = http_client(&settings)?;
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let public_url = settings.networks.public_url.clone().unwrap_or_else(|| {
+            let host = settings
+                .bind
+                .rsplit_once(':')
+                .map_or("127.0.0.1", |(host, _)| host);
+            let host = if host == "0.0.0.0" || host.is_empty() {
+                "127.0.0.1"
+            } else {
+                host
+            };
+            format!("http://{host}:{port}")
+        });
+        let connectors =
+            Connectors::new(http.clone(), Sandbox::new(pool.clone()), &settings.networks);
+        let sessions = Sessions::new(pool.clone(), secret.clone());
         let dispatcher = if settings.dispatch.enabled {
-            let connectors =
-                Connectors::new(http.clone(), Sandbox::new(pool.clone()), &settings.networks);
             Some(Dispatcher::start(
                 pool.clone(),
-                secret.clone(),
-                connectors,
+                sessions.clone(),
+                connectors.clone(),
                 settings.dispatch.clone(),
                 waker.clone(),
+                &public_url,
             ))
         } else {
             None
         };
+        let lifecycle = Lifecycle::new(
+            pool.clone(),
+            sessions.clone(),
+            connectors.clone(),
+            settings.dispatch.publish_timeout_s,
+        );
         let state = AppState {
+            lifecycle: lifecycle.clone(),
             pool: pool.clone(),
             secret,
             backend: settings.database_url.backend(),
             waker,
             max_lateness_s: settings.dispatch.max_lateness_s,
+            publish_timeout_s: settings.dispatch.publish_timeout_s,
             http,
+            connectors,
+            sessions,
+            networks: std::sync::Arc::new(settings.networks.clone()),
+            public_url,
         };
-        let scheduler = Scheduler::start(pool, dispatcher).await?;
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
-        let port = listener.local_addr()?.port();
+        let scheduler = Scheduler::start(
+            pool,
+            dispatcher,
+            lifecycle,
+            Duration::from_secs(settings.dispatch.account_jobs_s),
+        )
+        .await?;
         // Install the metrics recorder before anything records.
         http::metrics::handle();
         let data = web::Data::new(state);

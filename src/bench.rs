@@ -116,7 +116,7 @@ fn setup(
             language: Some("en".into()),
             variants: vec![(
                 Platform::Mastodon,
-                "Service update: all systems are back.".into(),
+                crate::statements::VariantContent::text("Service update: all systems are back."),
             )],
         },
     )?;
@@ -132,6 +132,7 @@ fn setup(
             name: format!("bench-{}", db::new_id()),
             base_url: Some(fake.to_string()),
             max_characters: None,
+            token_expires_at: None,
         },
         |row| secret.seal(&plaintext, row),
     )?;
@@ -157,6 +158,7 @@ fn schedule_many(
                 planned_at: *at,
                 timezone: None,
                 max_lateness_s: 3600,
+                reply_to: Vec::new(),
             },
         )?;
         ids.extend(rows.into_iter().map(|r| r.idempotency_key));

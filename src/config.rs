@@ -177,15 +177,6 @@ impl NetworkSettings {
         }
         Ok(s)
     }
-
-    /// Herald's OAuth redirect address.
-    pub fn redirect_uri(&self, bind: &str) -> String {
-        let base = self
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{bind}"));
-        format!("{base}/v1/oauth/callback")
-    }
 }
 
 fn trim_slash(url: String) -> String {
@@ -242,6 +233,9 @@ pub struct DispatchSettings {
     pub max_retries: i32,
     /// Reconciliation checks before an `unknown` outcome becomes `failed`.
     pub max_reconcile_tries: i32,
+    /// How often tokens are refreshed and preflight checks run, in seconds
+    /// (`HERALD_ACCOUNT_JOBS_S`).
+    pub account_jobs_s: u64,
 }
 
 impl Default for DispatchSettings {
@@ -254,6 +248,7 @@ impl Default for DispatchSettings {
             lease_s: 60,
             max_retries: 6,
             max_reconcile_tries: 10,
+            account_jobs_s: 60,
         }
     }
 }
@@ -276,6 +271,7 @@ struct FileSettings {
     lease_s: Option<i64>,
     max_retries: Option<i64>,
     max_reconcile_tries: Option<i64>,
+    account_jobs_s: Option<i64>,
     networks: Option<NetworksFile>,
 }
 
@@ -395,6 +391,13 @@ impl Settings {
                 d.max_reconcile_tries.into(),
                 1..=1000,
             )? as i32,
+            account_jobs_s: int_setting(
+                &env,
+                "HERALD_ACCOUNT_JOBS_S",
+                file.account_jobs_s,
+                d.account_jobs_s as i64,
+                1..=3600,
+            )? as u64,
         };
         // A call may run up to the timeout plus a 5 s margin: the lease must outlast it.
         if dispatch.lease_s <= dispatch.publish_timeout_s + 5 {

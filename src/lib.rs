@@ -12,5 +12,6 @@ pub mod fakes;
 pub mod http;
 pub mod keys;
 pub mod log;
+pub mod media;
 pub mod platforms;
 pub mod statements;

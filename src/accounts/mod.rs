@@ -2,7 +2,10 @@
 //! credentials are write-only: sealed with the secret key before they reach
 //! the store, never returned and never logged.
 
+pub mod connect;
+pub mod lifecycle;
 pub mod routes;
+pub mod sessions;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -42,9 +45,12 @@ impl AccountStatus {
 /// Credential fields a network accepts beyond the required ones.
 pub fn optional_credentials(platform: Platform) -> &'static [&'static str] {
     match platform {
-        Platform::X | Platform::Linkedin | Platform::Threads => &["refresh_token", "expires_at"],
+        Platform::X => &["refresh_token", "expires_at", "user_id", "username"],
+        Platform::Threads => &["refresh_token", "expires_at", "username", "issued_at"],
+        Platform::Linkedin => &["refresh_token", "expires_at", "refresh_expires_at"],
+        Platform::Instagram => &["expires_at", "token_issued_at", "username"],
         Platform::Webhook => &["secret"],
-        Platform::Discord => &["bot_token", "channel_id"],
+        Platform::Discord => &["bot_token", "channel_id", "guild_id"],
         _ => &[],
     }
 }

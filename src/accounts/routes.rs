@@ -64,6 +64,16 @@ pub struct AccountResponse {
     /// Why the account is not active.
     pub status_reason: Option<String>,
     pub max_characters: Option<i32>,
+    /// The account's own name on the network (`@handle`, Page name), when known.
+    pub remote_name: Option<String>,
+    /// When the access token expires; Herald refreshes it before.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last preflight check of the credentials.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub checked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the last preflight check failed (absent when it passed).
+    pub check_error: Option<String>,
     pub created_by: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -83,6 +93,10 @@ impl TryFrom<AccountRow> for AccountResponse {
             base_url: row.base_url,
             status_reason: row.status_reason,
             max_characters: row.max_characters,
+            remote_name: row.remote_name,
+            token_expires_at: row.token_expires_at.map(|t| t.and_utc()),
+            checked_at: row.checked_at.map(|t| t.and_utc()),
+            check_error: row.check_error,
             created_by: row.created_by,
             created_at: row.created_at.and_utc(),
             updated_at: row.updated_at.and_utc(),
@@ -204,11 +218,16 @@ pub async fn create_account(
             Err(_) => tracing::warn!("the instance did not give its character limit within 5 s"),
         }
     }
+    let token_expires_at = credentials
+        .get("expires_at")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.naive_utc());
     let new = NewAccount {
         platform: body.platform,
         name,
         base_url,
         max_characters,
+        token_expires_at,
     };
     let secret = state.secret.clone();
     let actor = caller.name.clone();
@@ -289,4 +308,52 @@ pub async fn delete_account(
         .db(move |conn| Ok(store::remove(conn, &actor, &id)?))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The result of a preflight check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountCheck {
+    pub account_id: String,
+    /// The credentials work.
+    pub ok: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub checked_at: chrono::DateTime<chrono::Utc>,
+    /// Why they do not.
+    pub error: Option<String>,
+    /// The account as it now is (`needs_reauth` if the network refused the credentials).
+    pub account: AccountResponse,
+}
+
+/// Check now that an account's credentials work, with one cheap call to its
+/// network. A failure is logged (`account.check_failed`); credentials the
+/// network refuses set the account to `needs_reauth`.
+#[utoipa::path(
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, description = "The check's result (ok or not)", body = AccountCheck)),
+    security(("api_key" = []))
+)]
+#[post("/accounts/{id}/check")]
+pub async fn check_account(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Capability::WriteStatements)?;
+    let id = parse_id(&path, "account")?;
+    let row = state
+        .db(move |conn| store::find(conn, &id)?.ok_or_else(|| AccountError::NotFound(id).into()))
+        .await?;
+    let result = state
+        .lifecycle
+        .check(row, &caller.name)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the check could not be recorded: {e}")))?;
+    Ok(HttpResponse::Ok().json(AccountCheck {
+        account_id: result.account.id.clone(),
+        ok: result.error.is_none(),
+        checked_at: result.checked_at.and_utc(),
+        error: result.error,
+        account: AccountResponse::try_from(result.account)?,
+    }))
 }

@@ -25,6 +25,13 @@ pub struct AccountRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub removed_at: Option<NaiveDateTime>,
+    /// The account's own name on the network (`@handle`, Page name).
+    pub remote_name: Option<String>,
+    /// When its access token stops working, if it does (refreshed before).
+    pub token_expires_at: Option<NaiveDateTime>,
+    /// The last preflight check, and its failure if it failed.
+    pub checked_at: Option<NaiveDateTime>,
+    pub check_error: Option<String>,
 }
 
 impl AccountRow {
@@ -63,6 +70,8 @@ pub struct NewAccount {
     pub name: String,
     pub base_url: Option<String>,
     pub max_characters: Option<i32>,
+    /// From an `expires_at` credential, when one is given.
+    pub token_expires_at: Option<NaiveDateTime>,
 }
 
 pub fn create(
@@ -101,6 +110,10 @@ pub fn create(
             created_at: now,
             updated_at: now,
             removed_at: None,
+            remote_name: None,
+            token_expires_at: new.token_expires_at,
+            checked_at: None,
+            check_error: None,
         };
         diesel::insert_into(accounts::table)
             .values(&row)

@@ -43,6 +43,8 @@ diesel::table! {
         platform -> Text,
         text -> Text,
         updated_at -> Timestamp,
+        thread -> Nullable<Text>,
+        media -> Nullable<Text>,
     }
 }
 
@@ -68,6 +70,11 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         removed_at -> Nullable<Timestamp>,
+        remote_name -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamp>,
+        refresh_lease_until -> Nullable<Timestamp>,
+        checked_at -> Nullable<Timestamp>,
+        check_error -> Nullable<Text>,
     }
 }
 
@@ -136,6 +143,20 @@ diesel::table! {
         created_by -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        remote_parts -> Nullable<Text>,
+        reply_to_delivery_id -> Nullable<Text>,
+        retracted_at -> Nullable<Timestamp>,
+        retraction_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    delivery_checks (delivery_id, stage) {
+        delivery_id -> Text,
+        stage -> Text,
+        checked_at -> Timestamp,
+        ok -> Bool,
+        error -> Nullable<Text>,
     }
 }
 
@@ -171,6 +192,48 @@ diesel::table! {
         text -> Text,
         language -> Nullable<Text>,
         created_at -> Timestamp,
+        in_reply_to -> Nullable<Text>,
+        media -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oauth_states (state) {
+        state -> Text,
+        platform -> Text,
+        name -> Text,
+        base_url -> Nullable<Text>,
+        target -> Nullable<Text>,
+        redirect_uri -> Text,
+        verifier -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_apps (platform, base_url, redirect_uri) {
+        platform -> Text,
+        base_url -> Text,
+        redirect_uri -> Text,
+        client_id -> Text,
+        client_secret -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    media (id) {
+        id -> Text,
+        content_type -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+        bytes -> Binary,
+        created_by -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -193,4 +256,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_attempts,
     publishing_control,
     sandbox_posts,
+    oauth_states,
+    oauth_apps,
+    media,
+    delivery_checks,
 );

@@ -123,6 +123,15 @@ pub struct Delivery {
     /// The post's id on the network.
     pub remote_id: Option<String>,
     pub remote_url: Option<String>,
+    /// Every part on the network, first first (a thread has several).
+    pub parts: Vec<PublishedPart>,
+    /// A correction: the delivery whose post this one answers.
+    pub reply_to_delivery_id: Option<String>,
+    /// When a retraction deleted it from the network.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub retracted_at: Option<DateTime<Utc>>,
+    /// Why the last retraction could not delete it.
+    pub retraction_error: Option<String>,
     /// Why the last attempt did not publish, or why it failed, was missed or cancelled.
     pub last_error: Option<String>,
     pub created_by: String,
@@ -132,11 +141,31 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One published part of a delivery.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PublishedPart {
+    /// The part's id on the network.
+    pub id: String,
+    pub url: Option<String>,
+}
+
 impl TryFrom<DeliveryRow> for Delivery {
     type Error = ApiError;
 
     fn try_from(row: DeliveryRow) -> ApiResult<Self> {
+        let parts = row
+            .parts()
+            .into_iter()
+            .map(|p| PublishedPart {
+                id: p.id,
+                url: p.url,
+            })
+            .collect();
         Ok(Delivery {
+            parts,
+            reply_to_delivery_id: row.reply_to_delivery_id.clone(),
+            retracted_at: row.retracted_at.map(utc),
+            retraction_error: row.retraction_error.clone(),
             status: row.status()?,
             platform: Platform::parse(&row.platform)
                 .ok_or_else(|| ApiError::internal("stored platform is unknown"))?,
@@ -200,6 +229,21 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     pub attempt_log: Vec<AttemptResponse>,
+    /// Checks of the account's credentials 24 hours and 1 hour before the
+    /// planned time, oldest first.
+    pub preflight: Vec<PreflightCheck>,
+}
+
+/// One preflight check of a delivery's account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreflightCheck {
+    /// `24h` or `1h` before the planned time.
+    #[schema(example = "24h")]
+    pub stage: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub checked_at: DateTime<Utc>,
+    pub ok: bool,
+    pub error: Option<String>,
 }
 
 /// What scheduling made.

@@ -5,6 +5,7 @@
 
 pub mod dto;
 pub mod plan;
+pub mod retract;
 pub mod routes;
 pub mod store;
 
@@ -16,7 +17,8 @@ use utoipa::ToSchema;
 /// `scheduled → publishing → published`; `publishing → scheduled` (retry);
 /// `publishing → failed`; `publishing → unknown → published | scheduled | failed`
 /// (reconciled with the network); `scheduled → cancelled`;
-/// `scheduled → missed` when it cannot go out within `max_lateness_s`.
+/// `scheduled → missed` when it cannot go out within `max_lateness_s`;
+/// `published → retracted` when a retraction deleted it from the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -29,10 +31,12 @@ pub enum DeliveryStatus {
     /// The network may or may not have the post (timeout, crash): Herald is
     /// looking it up before doing anything else.
     Unknown,
+    /// Published, then deleted from the network by a retraction.
+    Retracted,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 7] = [
+    pub const ALL: [DeliveryStatus; 8] = [
         Self::Scheduled,
         Self::Publishing,
         Self::Published,
@@ -40,6 +44,7 @@ impl DeliveryStatus {
         Self::Cancelled,
         Self::Missed,
         Self::Unknown,
+        Self::Retracted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +56,7 @@ impl DeliveryStatus {
             Self::Cancelled => "cancelled",
             Self::Missed => "missed",
             Self::Unknown => "unknown",
+            Self::Retracted => "retracted",
         }
     }
 

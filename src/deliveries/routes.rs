@@ -4,8 +4,8 @@
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 
 use super::dto::{
-    AttemptResponse, Delivery, DeliveryDetail, DeliveryPage, ListDeliveries, RescheduleDelivery,
-    ScheduleDeliveries, ScheduleResponse,
+    AttemptResponse, Delivery, DeliveryDetail, DeliveryPage, ListDeliveries, PreflightCheck,
+    RescheduleDelivery, ScheduleDeliveries, ScheduleResponse,
 };
 use super::plan::{self, WhenRequest};
 use super::store::{self, ListFilter, ScheduleRequest};
@@ -103,6 +103,7 @@ pub async fn schedule_deliveries(
         planned_at: planned.at,
         timezone: planned.timezone.clone(),
         max_lateness_s: max_lateness_s as i32,
+        reply_to: Vec::new(),
     };
     let actor = caller.name.clone();
     let response = idempotency::create(&state, &req, &caller, fingerprint, move |conn| {
@@ -171,16 +172,26 @@ pub async fn get_delivery(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = delivery_id(&path)?;
-    let (row, attempts) = state
+    let (row, attempts, checks) = state
         .db(move |conn| {
             let row = store::find(conn, &id)?
                 .ok_or_else(|| ApiError::NotFound(format!("no delivery with id '{id}'")))?;
-            Ok((row, store::attempts(conn, &id)?))
+            let checks = crate::accounts::lifecycle::checks_of(conn, &id)?;
+            Ok((row, store::attempts(conn, &id)?, checks))
         })
         .await?;
     Ok(HttpResponse::Ok().json(DeliveryDetail {
         delivery: Delivery::try_from(row)?,
         attempt_log: attempts.into_iter().map(AttemptResponse::from).collect(),
+        preflight: checks
+            .into_iter()
+            .map(|c| PreflightCheck {
+                stage: c.stage,
+                checked_at: c.checked_at.and_utc(),
+                ok: c.ok,
+                error: c.error,
+            })
+            .collect(),
     }))
 }
 

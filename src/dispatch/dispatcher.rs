@@ -12,18 +12,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::policy::{self, Attempt};
-use crate::accounts::store::AccountRow;
+use crate::accounts::sessions::Sessions;
 use crate::config::DispatchSettings;
-use crate::crypto::SecretKey;
 use crate::db::{DbConnection, DbPool};
+use crate::deliveries::store::RemotePart;
 use crate::deliveries::store::{self as deliveries, Claim, Outcome, Reconciled, Settle};
+use crate::platforms::connector::part_key;
 use crate::platforms::{
-    AccountSession, ConnectorError, Connectors, Credentials, Platform, Post, Published,
+    AccountSession, ConnectorError, Connectors, MediaItem, Post, Published, ReplyTarget,
 };
 
 /// Claims per transaction.
@@ -55,15 +56,15 @@ impl Waker {
 
 pub struct Dispatcher {
     pool: DbPool,
-    secret: SecretKey,
+    sessions: Arc<Sessions>,
     connectors: Connectors,
+    /// Where the networks fetch images uploaded to Herald (`<public URL>/v1/media`).
+    media_base: String,
     owner: String,
     settings: DispatchSettings,
     waker: Waker,
     permits: Arc<Semaphore>,
     outcomes: mpsc::UnboundedSender<Outcome>,
-    /// One session per account, rebuilt when the stored row changes.
-    sessions: Mutex<HashMap<String, (NaiveDateTime, Arc<AccountSession>)>>,
     /// Accounts whose rate-limit budget is spent, until when.
     holds: Mutex<HashMap<String, DateTime<Utc>>>,
 }
@@ -87,10 +88,11 @@ impl DispatcherHandle {
 impl Dispatcher {
     pub fn start(
         pool: DbPool,
-        secret: SecretKey,
+        sessions: Arc<Sessions>,
         connectors: Connectors,
         settings: DispatchSettings,
         waker: Waker,
+        public_url: &str,
     ) -> DispatcherHandle {
         let owner = format!(
             "{}:{}:{}",
@@ -102,14 +104,14 @@ impl Dispatcher {
         let (stop, stopped) = watch::channel(false);
         let dispatcher = Arc::new(Dispatcher {
             pool,
-            secret,
+            sessions,
             connectors,
+            media_base: format!("{public_url}/v1/media"),
             owner,
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             settings,
             waker,
             outcomes: tx,
-            sessions: Mutex::new(HashMap::new()),
             holds: Mutex::new(HashMap::new()),
         });
         tracing::info!(owner = %dispatcher.owner, "dispatcher started");
@@ -229,83 +231,61 @@ impl Dispatcher {
             .await;
     }
 
-    /// The account's shared session, rebuilt when its stored row changed.
-    fn session(&self, account: &AccountRow) -> Result<Arc<AccountSession>, String> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((updated_at, session)) = sessions.get(&account.id) {
-            if *updated_at >= account.updated_at {
-                return Ok(session.clone());
-            }
-        }
-        let platform = Platform::parse(&account.platform)
-            .ok_or_else(|| format!("unknown platform '{}'", account.platform))?;
-        let values = match &account.credentials {
-            None => Default::default(),
-            Some(sealed) => {
-                let plain = self.secret.open(sealed, &account.id).map_err(|_| {
-                    "the stored credentials cannot be decrypted with this HERALD_SECRET_KEY"
-                        .to_string()
-                })?;
-                serde_json::from_slice(&plain)
-                    .map_err(|_| "the stored credentials are unreadable".to_string())?
-            }
-        };
-        let session = Arc::new(AccountSession::new(
-            &account.id,
-            platform,
-            &account.name,
-            account.base_url.as_deref(),
-            Credentials::new(values),
-        ));
-        sessions.insert(account.id.clone(), (account.updated_at, session.clone()));
-        Ok(session)
-    }
-
-    /// Seal and store credentials a connector changed (a refreshed session).
-    async fn save_credentials(&self, session: &AccountSession) {
-        let values = {
-            let mut credentials = session.credentials.lock().await;
-            if !credentials.take_changed() {
-                return;
-            }
-            credentials.values().clone()
-        };
-        let Ok(plain) = serde_json::to_vec(&values) else {
-            return;
-        };
-        let sealed = self.secret.seal(&plain, &session.id);
-        let id = session.id.clone();
-        match self
-            .db(move |conn| deliveries::save_credentials(conn, &id, &sealed))
-            .await
-        {
-            Ok(updated_at) => {
-                let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(entry) = sessions.get_mut(&session.id) {
-                    entry.0 = updated_at;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(account = %session.id, %error, "saving a refreshed session failed")
-            }
-        }
-    }
-
-    fn post(&self, claim: &Claim) -> Post {
+    /// The post for part `part` of `claim`: its text, key, reply target and
+    /// (on the first part) images.
+    fn post(&self, claim: &Claim, part: usize, reply_to: Option<ReplyTarget>) -> Post {
         let d = &claim.delivery;
+        let content = &claim.content;
+        let text = content.parts().nth(part).unwrap_or_default().to_string();
+        let media = if part == 0 {
+            content
+                .media
+                .iter()
+                .map(|m| MediaItem {
+                    url: match (&m.url, &m.media_id) {
+                        (Some(url), _) => url.clone(),
+                        (None, Some(id)) => format!("{}/{id}/content", self.media_base),
+                        (None, None) => String::new(),
+                    },
+                    alt: m.alt.clone(),
+                    content_type: None,
+                })
+                .filter(|m| !m.url.is_empty())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Post {
             delivery_id: d.id.clone(),
             statement_id: d.statement_id.clone(),
             statement_version: d.statement_version,
             title: claim.title.clone(),
             kind: d.kind.clone(),
-            text: claim.text.clone(),
+            text,
             language: claim.language.clone(),
             planned_at: d.planned_at.and_utc(),
-            idempotency_key: d.idempotency_key.clone(),
+            idempotency_key: part_key(&d.idempotency_key, part),
             first_attempt_at: d.first_attempt_at.unwrap_or(d.planned_at).and_utc(),
             deadline: d.deadline.and_utc(),
-            ..Default::default()
+            part,
+            reply_to,
+            media,
+        }
+    }
+
+    /// What part `part` answers: the part before it (the thread's first
+    /// part as root), or, for the first part of a correction, the post
+    /// being corrected.
+    fn reply_target(claim: &Claim, done: &[RemotePart]) -> Option<ReplyTarget> {
+        match (done.first(), done.last()) {
+            (Some(first), Some(last)) => Some(ReplyTarget {
+                root_id: claim
+                    .reply_to
+                    .as_ref()
+                    .map_or_else(|| first.id.clone(), |t| t.root_id.clone()),
+                parent_id: last.id.clone(),
+            }),
+            _ => claim.reply_to.clone(),
         }
     }
 
@@ -313,26 +293,97 @@ impl Dispatcher {
     /// session if the connector refreshed it.
     async fn call(&self, claim: &Claim, call: Call) -> Result<Option<Published>, ConnectorError> {
         let session =
-            self.session(&claim.account)
+            self.sessions
+                .get(&claim.account)
                 .map_err(|reason| ConnectorError::AuthRevoked {
                     message: reason,
                     status: None,
                 })?;
-        let post = self.post(claim);
-        let work = async {
-            match call {
-                Call::Publish => self.connectors.publish(&session, &post).await.map(Some),
-                Call::Reconcile => self.connectors.reconcile(&session, &post).await,
-            }
-        };
         let limit = Duration::from_secs(self.settings.publish_timeout_s + 5);
-        let result = tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-            Err(ConnectorError::Unknown {
-                message: "no answer from the network in time".into(),
-            })
-        });
-        self.save_credentials(&session).await;
+        let result = self.parts(claim, call, &session, limit).await;
+        self.sessions.save(&session, None).await;
         result
+    }
+
+    /// Publish (or reconcile, then publish the rest of) every part of the
+    /// claim's variant, from the first one not yet on the network. Each
+    /// part of a thread is recorded as soon as it is out, so a retry or a
+    /// reconciliation never sends a part twice.
+    async fn parts(
+        &self,
+        claim: &Claim,
+        call: Call,
+        session: &AccountSession,
+        limit: Duration,
+    ) -> Result<Option<Published>, ConnectorError> {
+        let total = claim.content.parts().count();
+        let mut done = claim.delivery.progress();
+        let mut last: Option<Published> = None;
+        let mut first_call = Some(call);
+        while done.len() < total {
+            let part = done.len();
+            let post = self.post(claim, part, Self::reply_target(claim, &done));
+            let step = match first_call.take().unwrap_or(Call::Publish) {
+                Call::Publish => {
+                    tokio::time::timeout(limit, self.connectors.publish(session, &post))
+                        .await
+                        .map(|r| r.map(Some))
+                }
+                Call::Reconcile => {
+                    tokio::time::timeout(limit, self.connectors.reconcile(session, &post)).await
+                }
+            };
+            let published = match step {
+                Err(_) => {
+                    return Err(ConnectorError::Unknown {
+                        message: "no answer from the network in time".into(),
+                    })
+                }
+                Ok(Err(error)) => return Err(error),
+                // Reconciliation: this part surely is not out; publishing may go on.
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(p))) => p,
+            };
+            done.push(RemotePart {
+                id: published.remote_id.clone(),
+                url: published.remote_url.clone(),
+            });
+            if total > 1 {
+                let (owner, id, parts) =
+                    (self.owner.clone(), claim.delivery.id.clone(), done.clone());
+                if let Err(error) = self
+                    .db(move |conn| deliveries::save_progress(conn, &owner, &id, &parts))
+                    .await
+                {
+                    tracing::warn!(delivery = %claim.delivery.id, %error, "recording thread progress failed");
+                }
+            }
+            last = Some(published);
+            if part + 1 < total && Utc::now() > claim.delivery.deadline.and_utc() {
+                return Err(ConnectorError::Rejected {
+                    message: format!(
+                        "the window closed after {} of {total} parts of the thread",
+                        part + 1
+                    ),
+                    status: None,
+                });
+            }
+        }
+        let first = done.first().cloned();
+        Ok(match (first, last) {
+            (Some(first), Some(last)) => Some(Published {
+                remote_id: first.id,
+                remote_url: first.url,
+                pause_until: last.pause_until,
+            }),
+            // Every part was already out (recorded before a crash).
+            (Some(first), None) => Some(Published {
+                remote_id: first.id,
+                remote_url: first.url,
+                pause_until: None,
+            }),
+            _ => None,
+        })
     }
 
     async fn publish(self: Arc<Self>, claim: Claim, _permit: OwnedSemaphorePermit) {

@@ -2,7 +2,8 @@
 //! (`dispatcher.rs`), the rules for retries (`policy.rs`), the pause switch
 //! (`routes.rs`), and the periodic work tokio-cron-scheduler runs: lease
 //! rescue, reconciliation of unknown outcomes, a safety sweep for missed
-//! deliveries, and housekeeping.
+//! deliveries, token refresh and preflight checks of accounts
+//! (`accounts::lifecycle`), and housekeeping.
 
 pub mod dispatcher;
 pub mod policy;
@@ -15,6 +16,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 pub use dispatcher::{Dispatcher, DispatcherHandle, Waker};
 
+use crate::accounts::lifecycle::Lifecycle;
 use crate::db::DbPool;
 
 pub struct Scheduler {
@@ -41,10 +43,48 @@ where
     })?)
 }
 
+/// A job running `work` every `every`; failures are logged, never fatal.
+fn repeated<F, Fut>(every: std::time::Duration, name: &'static str, work: F) -> anyhow::Result<Job>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<usize>> + Send + 'static,
+{
+    let work = Arc::new(work);
+    Ok(Job::new_repeated_async(every, move |_id, _scheduler| {
+        let work = work.clone();
+        Box::pin(async move {
+            match work().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(job = name, count = n, "periodic work done"),
+                Err(error) => tracing::warn!(job = name, %error, "periodic work failed"),
+            }
+        })
+    })?)
+}
+
 impl Scheduler {
     /// Start the periodic work, and the dispatcher's when there is one.
-    pub async fn start(pool: DbPool, dispatcher: Option<DispatcherHandle>) -> anyhow::Result<Self> {
+    pub async fn start(
+        pool: DbPool,
+        dispatcher: Option<DispatcherHandle>,
+        lifecycle: Arc<Lifecycle>,
+        account_jobs_every: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let inner = JobScheduler::new().await?;
+        let l = lifecycle.clone();
+        inner
+            .add(repeated(account_jobs_every, "token-refresh", move || {
+                let l = l.clone();
+                async move { l.refresh_due().await }
+            })?)
+            .await?;
+        let l = lifecycle;
+        inner
+            .add(repeated(account_jobs_every, "preflight", move || {
+                let l = l.clone();
+                async move { l.preflight_due().await }
+            })?)
+            .await?;
         inner
             .add(job("0 */10 * * * *", "idempotency-purge", move || {
                 let pool = pool.clone();

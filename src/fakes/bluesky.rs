@@ -11,7 +11,24 @@
 //! says so: a `createRecord` with a record key already in use answers 400
 //! `InvalidRequest` "Record already exists"; facet ranges outside the text are
 //! refused (the real PDS only checks their shape); only `app.bsky.feed.post`
-//! records are accepted; a rotated refresh token dies at once (no grace period).
+//! records are accepted; a rotated refresh token dies at once (no grace period);
+//! a reply's root and parent must be records the fake holds, with their cids
+//! (the real PDS only checks the shape; the AppView drops a bad reply); an
+//! image embed must name a blob the account uploaded.
+//!
+//! Public API, in short:
+//! - start: [`FakeBluesky::start`]; [`FakeBluesky::base_url`] (the PDS URL).
+//! - accounts: [`FakeBluesky::add_account`], [`FakeBluesky::set_app_password`],
+//!   [`FakeBluesky::take_down`], [`FakeBluesky::revoke_app_password`] (the password
+//!   and every session of the account die at once).
+//! - faults: [`FakeBluesky::revoke_refresh_tokens`], [`FakeBluesky::expire_access_tokens`],
+//!   [`FakeBluesky::set_rate_limits`], [`FakeBluesky::fail_next`],
+//!   [`FakeBluesky::rate_limit_next`], [`FakeBluesky::drop_after_store_next`],
+//!   [`FakeBluesky::stall_after_store_next`], [`FakeBluesky::set_latency`].
+//! - media to download: [`FakeBluesky::image_url`], [`FakeBluesky::image_url_of_size`].
+//! - inspection: [`FakeBluesky::posts`] (cid, reply root/parent, images with
+//!   alt text, deleted flag), [`FakeBluesky::blobs_uploaded`],
+//!   [`FakeBluesky::post_requests`], [`FakeBluesky::requests_to`], session counters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +50,11 @@ const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// Write points a create costs (UPDATE 2, DELETE 1).
 const CREATE_POINTS: u32 = 3;
 const ACCESS_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+/// The PDS accepts blobs up to 50 MB.
+const MAX_BLOB_BYTES: usize = 50 * 1024 * 1024;
+/// `app.bsky.embed.images`: 4 images, 1,000,000 bytes each.
+const MAX_EMBED_IMAGES: usize = 4;
+const MAX_IMAGE_BYTES: u64 = 1_000_000;
 const REFRESH_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// One post the fake stored, as Herald sent it.
@@ -50,6 +72,33 @@ pub struct FakeRecord {
     /// The record's `facets`, or `Null` when it had none.
     pub facets: Value,
     pub received_at: DateTime<Utc>,
+    /// The record's CID, as `createRecord` and `getRecord` give it.
+    pub cid: String,
+    /// The record's `reply`, when it answers a post.
+    pub reply: Option<FakeReply>,
+    /// The images of an `app.bsky.embed.images` embed, in order.
+    pub images: Vec<FakeImage>,
+    /// Deleted with `deleteRecord`.
+    pub deleted: bool,
+}
+
+/// The strong refs of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeReply {
+    pub root_uri: String,
+    pub root_cid: String,
+    pub parent_uri: String,
+    pub parent_cid: String,
+}
+
+/// One image of a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeImage {
+    /// The blob's CID (`ref.$link`).
+    pub cid: String,
+    pub mime_type: String,
+    pub size: u64,
+    pub alt: String,
 }
 
 /// A fixed-window limit: `points` per `window`.
@@ -125,8 +174,10 @@ impl FakeBluesky {
                     let bound = HttpServer::new(move || {
                         App::new()
                             .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
+                            .app_data(web::PayloadConfig::new(MAX_BLOB_BYTES))
                             .route("/xrpc/{nsid}", web::route().to(xrpc))
+                            .route("/fake/image.jpg", web::get().to(image))
+                            .route("/fake/image/{size}", web::get().to(image))
                     })
                     .workers(2)
                     .disable_signals()
@@ -196,6 +247,50 @@ impl FakeBluesky {
         self.shared.with_account(handle, |account| {
             account.app_password = app_password.to_string();
         });
+    }
+
+    /// The user revoked Herald's app password: the password changes and
+    /// every session of the account dies (access tokens unknown, refresh
+    /// tokens revoked).
+    pub fn revoke_app_password(&self, handle: &str) {
+        let mut state = self.shared.lock();
+        let Some(did) = state.did_of(handle) else {
+            return;
+        };
+        if let Some(account) = state.accounts.get_mut(&did) {
+            account.app_password = format!("revoked-{}", random_base32(16));
+        }
+        state.access_tokens.retain(|_, t| t.did != did);
+        for token in state.refresh_tokens.values_mut() {
+            if token.did == did {
+                token.revoked = true;
+            }
+        }
+    }
+
+    /// A small JPEG the fake serves (`GET /fake/image.jpg`, 256 bytes).
+    pub fn image_url(&self) -> String {
+        format!("{}/fake/image.jpg", self.base_url)
+    }
+
+    /// A JPEG of exactly `size` bytes the fake serves.
+    pub fn image_url_of_size(&self, size: usize) -> String {
+        format!("{}/fake/image/{size}", self.base_url)
+    }
+
+    /// Blobs uploaded with `uploadBlob` (all accounts).
+    pub fn blobs_uploaded(&self) -> usize {
+        self.shared.lock().blobs.len()
+    }
+
+    /// Requests received for the XRPC method `nsid` (e.g. `com.atproto.repo.deleteRecord`).
+    pub fn requests_to(&self, nsid: &str) -> usize {
+        self.shared
+            .lock()
+            .requests_by_nsid
+            .get(nsid)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Suspend the account: its sessions and logins answer `AccountTakedown`.
@@ -407,6 +502,9 @@ struct State {
     records: Vec<StoredRecord>,
     record_index: HashMap<(String, String), usize>,
     post_requests: usize,
+    /// (DID, blob CID) → (MIME type, size).
+    blobs: HashMap<(String, String), (String, u64)>,
+    requests_by_nsid: HashMap<String, usize>,
     faults: Faults,
     limits: RateLimits,
     windows: HashMap<(&'static str, String), Window>,
@@ -623,17 +721,24 @@ fn route(state: &mut State, nsid: &str, req: &HttpRequest, body: &[u8]) -> Reply
     if let Some(Err(quota)) = global {
         return Reply::rate_limited(quota);
     }
+    *state.requests_by_nsid.entry(nsid.to_string()).or_insert(0) += 1;
     let is_post = req.method() == actix_web::http::Method::POST;
     let reply = match (nsid, is_post) {
         ("com.atproto.server.createSession", true) => create_session(state, body),
         ("com.atproto.server.refreshSession", true) => refresh_session(state, req),
+        ("com.atproto.server.getSession", false) => get_session(state, req),
         ("com.atproto.repo.createRecord", true) => create_record(state, req, body),
         ("com.atproto.repo.getRecord", false) => get_record(state, req),
+        ("com.atproto.repo.uploadBlob", true) => upload_blob(state, req, body),
+        ("com.atproto.repo.deleteRecord", true) => delete_record(state, req, body),
         (
             "com.atproto.server.createSession"
             | "com.atproto.server.refreshSession"
+            | "com.atproto.server.getSession"
             | "com.atproto.repo.createRecord"
-            | "com.atproto.repo.getRecord",
+            | "com.atproto.repo.getRecord"
+            | "com.atproto.repo.uploadBlob"
+            | "com.atproto.repo.deleteRecord",
             _,
         ) => Reply::invalid(format!(
             "Incorrect HTTP method ({}) for {nsid}",
@@ -821,6 +926,14 @@ fn store_record(state: &mut State, did: &str, body: &[u8]) -> Reply {
         Ok(post) => post,
         Err(message) => return Reply::invalid(message),
     };
+    let reply_refs = match check_reply(state, record, validate) {
+        Ok(reply) => reply,
+        Err(message) => return Reply::invalid(message),
+    };
+    let images = match check_images(state, did, record, validate) {
+        Ok(images) => images,
+        Err(message) => return Reply::invalid(message),
+    };
     let rkey = match rkey {
         Some(rkey) => rkey,
         None => state.next_tid(),
@@ -850,6 +963,10 @@ fn store_record(state: &mut State, did: &str, body: &[u8]) -> Reply {
             created_at: post.created_at,
             facets: record.get("facets").cloned().unwrap_or(Value::Null),
             received_at: Utc::now(),
+            cid: cid.clone(),
+            reply: reply_refs,
+            images,
+            deleted: false,
         },
         cid: cid.clone(),
         value,
@@ -908,7 +1025,255 @@ fn get_record(state: &mut State, req: &HttpRequest) -> Reply {
     }
 }
 
+/// `com.atproto.server.getSession`: who the access token belongs to.
+fn get_session(state: &mut State, req: &HttpRequest) -> Reply {
+    let did = match state.authenticate(req) {
+        Ok(did) => did,
+        Err(reply) => return reply,
+    };
+    let handle = state
+        .accounts
+        .get(&did)
+        .map(|a| a.handle.clone())
+        .unwrap_or_default();
+    Reply::ok(json!({"handle": handle, "did": did, "active": true}))
+}
+
+/// `com.atproto.repo.uploadBlob`: the raw body, typed by `Content-Type`.
+fn upload_blob(state: &mut State, req: &HttpRequest, body: &[u8]) -> Reply {
+    let did = match state.authenticate(req) {
+        Ok(did) => did,
+        Err(reply) => return reply,
+    };
+    let mime = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|v| !v.is_empty() && v != "application/octet-stream");
+    let Some(mime) = mime else {
+        return Reply::invalid("Blob upload needs a Content-Type");
+    };
+    if body.is_empty() {
+        return Reply::invalid("Request body is empty");
+    }
+    let cid = blob_cid(body);
+    let size = body.len() as u64;
+    state.blobs.insert((did, cid.clone()), (mime.clone(), size));
+    Reply::ok(json!({"blob": {
+        "$type": "blob",
+        "ref": {"$link": cid},
+        "mimeType": mime,
+        "size": size,
+    }}))
+}
+
+/// `com.atproto.repo.deleteRecord`: 1 write point; a record that does not
+/// exist is a no-op (200), as on the PDS.
+fn delete_record(state: &mut State, req: &HttpRequest, body: &[u8]) -> Reply {
+    let did = match state.authenticate(req) {
+        Ok(did) => did,
+        Err(reply) => return reply,
+    };
+    let input = match input_object(body) {
+        Ok(input) => input,
+        Err(reply) => return reply,
+    };
+    let (repo, collection, rkey) = match (
+        string_field(&input, "Input", "repo"),
+        string_field(&input, "Input", "collection"),
+        string_field(&input, "Input", "rkey"),
+    ) {
+        (Ok(r), Ok(c), Ok(k)) => (r, c, k),
+        (Err(reply), _, _) | (_, Err(reply), _) | (_, _, Err(reply)) => return reply,
+    };
+    match state.did_of(&repo) {
+        None => return Reply::invalid(format!("Could not find repo: {repo}")),
+        Some(owner) if owner != did => {
+            return Reply::error(401, "AuthenticationRequired", "Authentication Required")
+        }
+        Some(_) => {}
+    }
+    let quota = match state.consume("write_points", &did, 1) {
+        Some(Err(quota)) => return Reply::rate_limited(quota),
+        Some(Ok(quota)) => Some(quota),
+        None => None,
+    };
+    let key = (did.clone(), rkey);
+    let removed = (collection == POST_COLLECTION)
+        .then(|| state.record_index.remove(&key))
+        .flatten();
+    let reply = match removed {
+        Some(i) => {
+            if let Some(record) = state.records.get_mut(i) {
+                record.public.deleted = true;
+            }
+            let rev = state.next_tid();
+            Reply::ok(json!({"commit": {"cid": cid_of(&json!({"rev": rev})), "rev": rev}}))
+        }
+        None => Reply::ok(json!({})),
+    };
+    match quota {
+        Some(q) => reply.with_quota(q),
+        None => reply,
+    }
+}
+
+/// `GET /fake/image.jpg` and `GET /fake/image/{size}`: a JPEG to download.
+async fn image(req: HttpRequest) -> HttpResponse {
+    let size = req
+        .match_info()
+        .get("size")
+        .and_then(|s| s.trim_end_matches(".jpg").parse::<usize>().ok())
+        .unwrap_or(256);
+    HttpResponse::Ok()
+        .content_type("image/jpeg")
+        .body(crate::fakes::mastodon::FakeMastodon::image_bytes(size))
+}
+
 // --- record validation (app.bsky.feed.post lexicon) ------------------------------------------------
+
+/// A strong ref (`{uri, cid}`) at `path` of a reply; the error names the path.
+fn check_strong_ref(value: Option<&Value>, path: &str) -> Result<(String, String), String> {
+    let value = value.ok_or_else(|| format!(r#"Record/reply must have the property "{path}""#))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!(r#"Record/reply/{path} must have the property "{name}""#))
+    };
+    let (uri, cid) = (field("uri")?, field("cid")?);
+    if !uri.starts_with("at://") {
+        return Err(format!("Record/reply/{path}/uri must be a valid at-uri"));
+    }
+    Ok((uri, cid))
+}
+
+/// The record's `reply`: both strong refs present; root and parent must be
+/// posts the fake holds, with their current cids.
+fn check_reply(
+    state: &State,
+    record: &Map<String, Value>,
+    validate: bool,
+) -> Result<Option<FakeReply>, String> {
+    let Some(reply) = record.get("reply") else {
+        return Ok(None);
+    };
+    let invalid = |detail: String| format!("Invalid {POST_COLLECTION} record: {detail}");
+    let (root_uri, root_cid) = check_strong_ref(reply.get("root"), "root").map_err(invalid)?;
+    let (parent_uri, parent_cid) =
+        check_strong_ref(reply.get("parent"), "parent").map_err(invalid)?;
+    if validate {
+        for (uri, cid, path) in [
+            (&root_uri, &root_cid, "root"),
+            (&parent_uri, &parent_cid, "parent"),
+        ] {
+            let held = uri
+                .strip_prefix("at://")
+                .and_then(|rest| {
+                    let mut parts = rest.split('/');
+                    let did = state.did_of(parts.next()?)?;
+                    let collection = parts.next()?;
+                    let rkey = parts.next()?;
+                    (collection == POST_COLLECTION).then_some((did, rkey.to_string()))
+                })
+                .and_then(|key| state.record_index.get(&key))
+                .and_then(|&i| state.records.get(i));
+            match held {
+                Some(record) if record.cid == *cid => {}
+                Some(_) => return Err(format!("Record/reply/{path}/cid does not match {uri}")),
+                None => return Err(format!("Record/reply/{path} is not a known post: {uri}")),
+            }
+        }
+    }
+    Ok(Some(FakeReply {
+        root_uri,
+        root_cid,
+        parent_uri,
+        parent_cid,
+    }))
+}
+
+/// The images of an `app.bsky.embed.images` embed: at most 4, each with
+/// `alt` and a blob of at most 1,000,000 bytes that the account uploaded.
+/// Other embed types are kept unchecked.
+fn check_images(
+    state: &State,
+    did: &str,
+    record: &Map<String, Value>,
+    validate: bool,
+) -> Result<Vec<FakeImage>, String> {
+    let Some(embed) = record.get("embed") else {
+        return Ok(Vec::new());
+    };
+    let invalid = |detail: String| format!("Invalid {POST_COLLECTION} record: {detail}");
+    if embed.get("$type").and_then(Value::as_str) != Some("app.bsky.embed.images") {
+        return Ok(Vec::new());
+    }
+    let images = embed
+        .get("images")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(r#"Record/embed must have the property "images""#.into()))?;
+    if validate && images.len() > MAX_EMBED_IMAGES {
+        return Err(invalid(format!(
+            "Record/embed/images must not have more than {MAX_EMBED_IMAGES} elements"
+        )));
+    }
+    let mut out = Vec::with_capacity(images.len());
+    for (i, image) in images.iter().enumerate() {
+        let path = format!("Record/embed/images/{i}");
+        let alt = image
+            .get("alt")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!(r#"{path} must have the property "alt""#)))?;
+        let blob = image
+            .get("image")
+            .ok_or_else(|| invalid(format!(r#"{path} must have the property "image""#)))?;
+        let cid = blob
+            .get("ref")
+            .and_then(|r| r.get("$link"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!("{path}/image should be a blob ref")))?;
+        let mime_type = blob
+            .get("mimeType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let size = blob.get("size").and_then(Value::as_u64).unwrap_or(0);
+        if validate {
+            if !mime_type.starts_with("image/") {
+                return Err(invalid(format!(
+                    "{path}/image mime type not accepted: {mime_type}"
+                )));
+            }
+            if size > MAX_IMAGE_BYTES {
+                return Err(invalid(format!(
+                    "{path}/image file too large. {MAX_IMAGE_BYTES} bytes maximum"
+                )));
+            }
+            match state.blobs.get(&(did.to_string(), cid.to_string())) {
+                Some((stored_mime, stored_size))
+                    if stored_mime == mime_type && *stored_size == size => {}
+                Some(_) => return Err(format!("Blob does not match its ref: {cid}")),
+                None => return Err(format!("Could not find blob: {cid}")),
+            }
+        }
+        out.push(FakeImage {
+            cid: cid.to_string(),
+            mime_type: mime_type.to_string(),
+            size,
+            alt: alt.to_string(),
+        });
+    }
+    Ok(out)
+}
 
 #[derive(Debug)]
 struct CheckedPost {
@@ -1094,6 +1459,26 @@ fn cid_of(value: &Value) -> String {
     let mut bits = 0u32;
     let mut acc = 0u32;
     let mut out = String::from("bafyrei");
+    for byte in digest {
+        acc = (acc << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(BASE32[((acc >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(BASE32[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// A raw-blob CID (`bafkrei` + 52 base32 characters) of `bytes`.
+fn blob_cid(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut bits = 0u32;
+    let mut acc = 0u32;
+    let mut out = String::from("bafkrei");
     for byte in digest {
         acc = (acc << 8) | u32::from(byte);
         bits += 8;

@@ -1,1 +1,1086 @@
-//! Fake facebook server (being written).
+//! A fake Facebook Graph API (shared/platforms.md §5) on a loopback port:
+//! Facebook Login (auto-approving dialog, GET token endpoint, long-lived
+//! exchange), Pages with their tokens, posting to a Page feed, photos,
+//! comments, reading published posts and comments, deleting, and Graph's
+//! error envelope, throttling codes and usage headers, with fault injection.
+//!
+//! Quick use:
+//! ```ignore
+//! let fb = FakeFacebook::start().await;
+//! let user = fb.add_user("Ada");                     // logs in at the dialog
+//! let page = fb.add_page(&user, "Kettle Co");        // FakePage { id, token }
+//! let app = fb.app();                                // NetworkApp pointing here
+//! // ... publish with credentials page_id = page.id, page_access_token = page.token
+//! fb.posts();                                        // what was stored
+//! ```
+//!
+//! - One host serves everything: use [`FakeFacebook::base_url`] as `api_url`
+//!   and `auth_url` (an optional `/vNN.N` version prefix is accepted).
+//! - Tokens are read from the `access_token` parameter (query, form or JSON
+//!   body) or an `Authorization: Bearer`/`OAuth` header.
+//! - Parameters come as query, form or JSON body, merged like Graph does.
+//! - Fault injection (next writes = `POST` to feed, photos, comments):
+//!   [`fail_next`](FakeFacebook::fail_next) (code 2, `is_transient`),
+//!   [`rate_limit_next`](FakeFacebook::rate_limit_next) (code 80001, HTTP 400,
+//!   `X-Business-Use-Case-Usage` with `estimated_time_to_regain_access`),
+//!   [`error_next`](FakeFacebook::error_next) (any Graph error),
+//!   [`drop_after_store_next`](FakeFacebook::drop_after_store_next) (stored,
+//!   then the connection is dropped), [`revoke`](FakeFacebook::revoke) (190
+//!   with a subcode), [`set_usage`](FakeFacebook::set_usage).
+//! - Duplicate detection: a feed post whose message equals the Page's latest
+//!   feed post gets `(#506) Duplicate status message`.
+//! - Inspection: [`posts`](FakeFacebook::posts) (feed posts, photos and
+//!   comments with their parent, image, alt text, deleted flag),
+//!   [`post_requests`](FakeFacebook::post_requests),
+//!   [`requests_to`](FakeFacebook::requests_to).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::{DateTime, Utc};
+use rand::distributions::{Alphanumeric, DistString};
+use serde_json::{json, Value};
+
+use crate::config::NetworkApp;
+
+pub const CLIENT_ID: &str = "fake-fb-client";
+pub const CLIENT_SECRET: &str = "fake-fb-secret";
+/// How long an authorization code may be exchanged.
+const CODE_TTL: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared with the fake Instagram
+// ---------------------------------------------------------------------------------------------
+
+/// Start an actix server on `127.0.0.1:<free port>` in its own thread, with
+/// every request going to `handler`. Returns the base URL and the handle.
+pub(crate) async fn serve<S, F, Fut>(
+    name: &str,
+    state: Arc<S>,
+    handler: F,
+) -> (String, ServerHandle)
+where
+    S: Send + Sync + 'static,
+    F: Fn(HttpRequest, web::Bytes, web::Data<S>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = HttpResponse> + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake server port");
+    let port = listener.local_addr().expect("the fake server port").port();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("{name}-{port}"))
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let data = web::Data::from(state);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .app_data(web::PayloadConfig::new(1 << 20))
+                        .default_service(web::to(handler.clone()))
+                })
+                .workers(2)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen on the fake server port")
+                .run();
+                let _ = tx.send(server.handle());
+                let _ = server.await;
+            })
+        })
+        .expect("start the fake server thread");
+    let handle = rx.await.expect("the fake server started");
+    (base_url, handle)
+}
+
+/// Request parameters: the query, then a form or JSON body (body wins).
+pub(crate) fn params(req: &HttpRequest, body: &[u8]) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") {
+        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+            for (k, v) in map {
+                let text = match v {
+                    Value::String(s) => s,
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                out.insert(k, text);
+            }
+        }
+    } else if !body.is_empty() {
+        for (k, v) in form_urlencoded::parse(body) {
+            out.insert(k.into_owned(), v.into_owned());
+        }
+    }
+    out
+}
+
+/// The token of a request: `access_token` parameter, or a Bearer/OAuth header.
+pub(crate) fn token(req: &HttpRequest, params: &HashMap<String, String>) -> Option<String> {
+    if let Some(t) = params.get("access_token").filter(|t| !t.is_empty()) {
+        return Some(t.clone());
+    }
+    let header = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, value) = header.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth"))
+        .then(|| value.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Path segments, without an optional leading `vNN.N` version.
+pub(crate) fn segments(path: &str) -> Vec<String> {
+    let mut parts: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let versioned = parts.first().is_some_and(|first| {
+        first.len() > 1
+            && first.starts_with('v')
+            && first[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
+    });
+    if versioned {
+        parts.remove(0);
+    }
+    parts
+}
+
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A Graph error answer.
+pub(crate) fn graph_error(
+    status: u16,
+    code: i64,
+    subcode: Option<i64>,
+    message: &str,
+) -> HttpResponse {
+    let mut error = json!({
+        "message": message,
+        "type": if code == 190 || code == 102 || code == 104 { "OAuthException" } else { "GraphMethodException" },
+        "code": code,
+        "fbtrace_id": random(11),
+    });
+    if let Some(sub) = subcode {
+        error["error_subcode"] = json!(sub);
+    }
+    if matches!(code, 1 | 2) {
+        error["is_transient"] = json!(true);
+    }
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
+        .json(json!({ "error": error }))
+}
+
+/// `(#100) … does not exist` for an unknown object.
+pub(crate) fn no_object(id: &str) -> HttpResponse {
+    graph_error(
+        400,
+        100,
+        Some(33),
+        &format!("Unsupported request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation"),
+    )
+}
+
+/// A response whose body fails before its first byte: the connection is
+/// dropped without a response head.
+pub(crate) fn dropped() -> HttpResponse {
+    HttpResponse::Ok().streaming(futures_util::stream::once(async {
+        Err::<web::Bytes, std::io::Error>(std::io::Error::other(
+            "fake Graph: connection dropped after storing",
+        ))
+    }))
+}
+
+/// Graph's time format: `2026-11-25T09:00:00+0000`.
+pub(crate) fn graph_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
+}
+
+/// `since`/`until` parameters: epoch seconds or a date.
+pub(crate) fn param_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(secs) = text.trim().parse::<i64>() {
+        return DateTime::from_timestamp(secs, 0);
+    }
+    crate::platforms::graph::parse_time(text)
+}
+
+pub(crate) fn random(n: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
+}
+
+/// One Graph page of `items` from `offset` (the `after` cursor is the offset).
+pub(crate) fn paged(
+    base_url: &str,
+    req: &HttpRequest,
+    params: &HashMap<String, String>,
+    items: Vec<Value>,
+) -> Value {
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25)
+        .clamp(1, 100);
+    let offset = params
+        .get("after")
+        .and_then(|a| a.parse::<usize>().ok())
+        .unwrap_or(0);
+    let end = (offset + limit).min(items.len());
+    let page: Vec<Value> = items
+        .get(offset..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let mut body = json!({ "data": page });
+    if !page.is_empty() {
+        body["paging"] =
+            json!({"cursors": {"before": offset.to_string(), "after": end.to_string()}});
+        if end < items.len() {
+            let mut query: Vec<(String, String)> = params
+                .iter()
+                .filter(|(k, _)| k.as_str() != "after")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            query.push(("after".into(), end.to_string()));
+            let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+            body["paging"]["next"] = json!(format!("{base_url}{}?{query}", req.path()));
+        }
+    }
+    body
+}
+
+/// Whether the comma list `fields` names `field`.
+pub(crate) fn wants(params: &HashMap<String, String>, field: &str) -> bool {
+    params.get("fields").is_some_and(|f| {
+        f.split(',')
+            .any(|x| x.trim().split('{').next() == Some(field))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/// A Page created with [`FakeFacebook::add_page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakePage {
+    pub id: String,
+    pub name: String,
+    /// The Page access token.
+    pub token: String,
+}
+
+/// A post, photo or comment as the fake stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeFbPost {
+    /// `<page-id>_<n>` for feed posts and photos, `<n>_<m>` for comments.
+    pub id: String,
+    pub page_id: String,
+    /// `feed`, `photo` or `comment`.
+    pub kind: String,
+    /// `message` (feed, comment) or `caption` (photo).
+    pub message: String,
+    /// The object a comment is on.
+    pub parent_id: Option<String>,
+    /// The photo `url`, or a comment's `attachment_url`.
+    pub image_url: Option<String>,
+    pub alt_text: Option<String>,
+    pub created_time: DateTime<Utc>,
+    pub deleted: bool,
+    pub permalink_url: String,
+}
+
+/// A running fake Graph API; stops when dropped.
+pub struct FakeFacebook {
+    base_url: String,
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl FakeFacebook {
+    pub async fn start() -> FakeFacebook {
+        let shared = Arc::new(Shared {
+            base_url: Mutex::new(String::new()),
+            state: Mutex::new(State::default()),
+        });
+        let (base_url, handle) = serve("fake-facebook", shared.clone(), handle).await;
+        *shared.base_url.lock().unwrap_or_else(|e| e.into_inner()) = base_url.clone();
+        FakeFacebook {
+            base_url,
+            shared,
+            handle,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (API, dialog and token endpoint).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The app registration to give the connector: client id and secret,
+    /// every address pointing at this fake.
+    pub fn app(&self) -> NetworkApp {
+        NetworkApp {
+            client_id: Some(CLIENT_ID.into()),
+            client_secret: Some(CLIENT_SECRET.into()),
+            api_url: self.base_url.clone(),
+            auth_url: self.base_url.clone(),
+            token_url: None,
+        }
+    }
+
+    /// Create a Facebook user; the first one is the one the dialog logs in
+    /// (see [`login_as`](Self::login_as)). Returns the user id.
+    pub fn add_user(&self, name: &str) -> String {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = format!("{}", 10_000_000_000u64 + state.next_id);
+        state.users.insert(id.clone(), name.to_string());
+        if state.login_user.is_none() {
+            state.login_user = Some(id.clone());
+        }
+        id
+    }
+
+    /// The user the OAuth dialog approves as.
+    pub fn login_as(&self, user_id: &str) {
+        self.lock().login_user = Some(user_id.to_string());
+    }
+
+    /// Create a Page managed by `user_id`, with its Page token.
+    pub fn add_page(&self, user_id: &str, name: &str) -> FakePage {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = format!("{}", 100_000_000_000_000u64 + state.next_id);
+        let token = format!("EAAP{}", random(40));
+        state.pages.insert(
+            id.clone(),
+            PageEntry {
+                name: name.to_string(),
+                token: token.clone(),
+                managers: vec![user_id.to_string()],
+            },
+        );
+        state.tokens.insert(
+            token.clone(),
+            TokenEntry {
+                subject: Subject::Page(id.clone()),
+                revoked: None,
+            },
+        );
+        FakePage {
+            id,
+            name: name.to_string(),
+            token,
+        }
+    }
+
+    /// Make `token` fail with code 190 and `subcode` (463 expired, 460
+    /// password changed, 458 app removed, None: invalid).
+    pub fn revoke(&self, token: &str, subcode: Option<i64>) {
+        if let Some(entry) = self.lock().tokens.get_mut(token) {
+            entry.revoked = Some(subcode);
+        }
+    }
+
+    /// The next `n` writes answer `status` with Graph code 2 (transient) and store nothing.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.lock().faults.fail = (n, status);
+    }
+
+    /// The next `n` writes are throttled: HTTP 400, code 80001, and an
+    /// `X-Business-Use-Case-Usage` header saying access comes back in
+    /// `regain_minutes` (none when 0).
+    pub fn rate_limit_next(&self, n: usize, regain_minutes: u64) {
+        self.lock().faults.rate_limit = (n, regain_minutes);
+    }
+
+    /// The next `n` writes answer `status` with this Graph error.
+    pub fn error_next(
+        &self,
+        n: usize,
+        status: u16,
+        code: i64,
+        subcode: Option<i64>,
+        message: &str,
+    ) {
+        self.lock().faults.error = (n, status, code, subcode, message.to_string());
+    }
+
+    /// The next `n` writes store the post, then drop the connection.
+    pub fn drop_after_store_next(&self, n: usize) {
+        self.lock().faults.drop_after_store = n;
+    }
+
+    /// Every answer carries usage headers at `percent` (call count); at 100
+    /// or more, `estimated_time_to_regain_access` is `regain_minutes`.
+    pub fn set_usage(&self, percent: u32, regain_minutes: u64) {
+        self.lock().usage = Some((percent, regain_minutes));
+    }
+
+    /// Add a feed post to `page_id` as if made at `created_time`.
+    pub fn seed_post(&self, page_id: &str, message: &str, created_time: DateTime<Utc>) -> String {
+        let base = self.base_url.clone();
+        let mut state = self.lock();
+        state.store(
+            &base,
+            page_id,
+            "feed",
+            message,
+            None,
+            None,
+            None,
+            created_time,
+        )
+    }
+
+    /// Every stored object, oldest first.
+    pub fn posts(&self) -> Vec<FakeFbPost> {
+        let state = self.lock();
+        state
+            .order
+            .iter()
+            .filter_map(|id| state.posts.get(id).cloned())
+            .collect()
+    }
+
+    /// Write requests (POST to feed, photos, comments), failed ones included.
+    pub fn post_requests(&self) -> usize {
+        self.lock().post_requests
+    }
+
+    /// Requests whose path (without the version prefix) starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> usize {
+        let state = self.lock();
+        state
+            .requests
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+}
+
+impl Drop for FakeFacebook {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+struct Shared {
+    base_url: Mutex<String>,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn base(&self) -> String {
+        self.base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Subject {
+    User(String),
+    Page(String),
+}
+
+struct TokenEntry {
+    subject: Subject,
+    /// `Some(subcode)`: answers 190 with that subcode.
+    revoked: Option<Option<i64>>,
+}
+
+struct PageEntry {
+    name: String,
+    token: String,
+    managers: Vec<String>,
+}
+
+struct CodeEntry {
+    user_id: String,
+    redirect_uri: String,
+    issued: Instant,
+}
+
+#[derive(Default)]
+struct Faults {
+    fail: (usize, u16),
+    rate_limit: (usize, u64),
+    error: (usize, u16, i64, Option<i64>, String),
+    drop_after_store: usize,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    users: HashMap<String, String>,
+    login_user: Option<String>,
+    pages: HashMap<String, PageEntry>,
+    tokens: HashMap<String, TokenEntry>,
+    codes: HashMap<String, CodeEntry>,
+    posts: HashMap<String, FakeFbPost>,
+    order: Vec<String>,
+    faults: Faults,
+    usage: Option<(u32, u64)>,
+    post_requests: usize,
+    requests: HashMap<String, usize>,
+}
+
+impl State {
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        base: &str,
+        page_id: &str,
+        kind: &str,
+        message: &str,
+        parent: Option<&str>,
+        image: Option<&str>,
+        alt: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> String {
+        self.next_id += 1;
+        let n = 500_000_000_000u64 + self.next_id;
+        let id = match parent {
+            Some(parent) => {
+                let post_part = parent.rsplit('_').next().unwrap_or(parent);
+                format!("{post_part}_{n}")
+            }
+            None => format!("{page_id}_{n}"),
+        };
+        let permalink_url = match parent {
+            Some(parent) => format!("{base}/permalink/{parent}?comment_id={n}"),
+            None => format!("https://www.facebook.com/{page_id}/posts/{n}"),
+        };
+        self.posts.insert(
+            id.clone(),
+            FakeFbPost {
+                id: id.clone(),
+                page_id: page_id.to_string(),
+                kind: kind.to_string(),
+                message: message.to_string(),
+                parent_id: parent.map(str::to_string),
+                image_url: image.map(str::to_string),
+                alt_text: alt.map(str::to_string),
+                created_time: at,
+                deleted: false,
+                permalink_url,
+            },
+        );
+        self.order.push(id.clone());
+        id
+    }
+
+    fn post_json(&self, post: &FakeFbPost, params: &HashMap<String, String>) -> Value {
+        let mut v = json!({ "id": post.id });
+        if wants(params, "message") {
+            v["message"] = json!(post.message);
+        }
+        if wants(params, "created_time") {
+            v["created_time"] = json!(graph_time(post.created_time));
+        }
+        if wants(params, "permalink_url") {
+            v["permalink_url"] = json!(post.permalink_url);
+        }
+        if wants(params, "from") {
+            let name = self
+                .pages
+                .get(&post.page_id)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            v["from"] = json!({"id": post.page_id, "name": name});
+        }
+        if wants(params, "parent") {
+            if let Some(parent) = &post.parent_id {
+                if self.posts.get(parent).is_some_and(|p| p.kind == "comment") {
+                    v["parent"] = json!({"id": parent});
+                }
+            }
+        }
+        v
+    }
+
+    /// Who `token` is, or the Graph error to answer.
+    #[allow(clippy::result_large_err)]
+    fn authenticate(&self, token: Option<&str>) -> Result<Subject, HttpResponse> {
+        let Some(token) = token else {
+            return Err(graph_error(
+                400,
+                104,
+                None,
+                "An access token is required to request this resource.",
+            ));
+        };
+        let Some(entry) = self.tokens.get(token) else {
+            return Err(graph_error(
+                400,
+                190,
+                None,
+                "Invalid OAuth access token - Cannot parse access token",
+            ));
+        };
+        if let Some(subcode) = entry.revoked {
+            let message = match subcode {
+                Some(463) => "Error validating access token: Session has expired.",
+                Some(460) => "Error validating access token: The session has been invalidated because the user changed their password.",
+                Some(458) => "Error validating access token: The user has not authorized application.",
+                _ => "The access token could not be decrypted",
+            };
+            return Err(graph_error(400, 190, subcode, message));
+        }
+        Ok(entry.subject.clone())
+    }
+
+    fn issue_user_token(&mut self, user_id: &str) -> String {
+        let token = format!("EAAU{}", random(40));
+        self.tokens.insert(
+            token.clone(),
+            TokenEntry {
+                subject: Subject::User(user_id.to_string()),
+                revoked: None,
+            },
+        );
+        token
+    }
+
+    /// An injected fault for a write, if one is due.
+    fn write_fault(&mut self) -> Option<HttpResponse> {
+        if self.faults.fail.0 > 0 {
+            self.faults.fail.0 -= 1;
+            return Some(graph_error(
+                self.faults.fail.1,
+                2,
+                None,
+                "An unexpected error has occurred. Please retry your request later.",
+            ));
+        }
+        if self.faults.rate_limit.0 > 0 {
+            self.faults.rate_limit.0 -= 1;
+            let minutes = self.faults.rate_limit.1;
+            let mut response = graph_error(
+                400,
+                80001,
+                None,
+                "There have been too many calls to this Page account. Wait a bit and try again.",
+            );
+            let header = json!({"0": [{"type": "pages", "call_count": 100, "total_cputime": 10, "total_time": 10, "estimated_time_to_regain_access": minutes}]});
+            if let Ok(value) = header.to_string().parse() {
+                response.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static("x-business-use-case-usage"),
+                    value,
+                );
+            }
+            return Some(response);
+        }
+        if self.faults.error.0 > 0 {
+            self.faults.error.0 -= 1;
+            let (_, status, code, subcode, message) = self.faults.error.clone();
+            return Some(graph_error(status, code, subcode, &message));
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let segs = segments(req.path());
+    let params = params(&req, &body);
+    let base = shared.base();
+    let mut state = shared.lock();
+    *state
+        .requests
+        .entry(format!("/{}", segs.join("/")))
+        .or_default() += 1;
+    let usage = state.usage;
+    let method = req.method().as_str().to_string();
+    let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let mut response = match (method.as_str(), seg.as_slice()) {
+        ("GET", ["dialog", "oauth"]) => dialog(&mut state, &params),
+        ("GET", ["oauth", "access_token"]) => access_token(&mut state, &params),
+        _ => {
+            let token = token(&req, &params);
+            match state.authenticate(token.as_deref()) {
+                Err(response) => {
+                    if method == "POST" {
+                        state.post_requests += 1;
+                    }
+                    response
+                }
+                Ok(subject) => api(&mut state, &base, &req, &method, &seg, &params, subject),
+            }
+        }
+    };
+    if let Some((percent, minutes)) = usage {
+        let regain = if percent >= 100 { minutes } else { 0 };
+        let buc = json!({"0": [{"type": "pages", "call_count": percent, "total_cputime": 1, "total_time": 1, "estimated_time_to_regain_access": regain}]});
+        let app = json!({"call_count": percent, "total_cputime": 1, "total_time": 1});
+        for (name, value) in [("x-business-use-case-usage", buc), ("x-app-usage", app)] {
+            if let Ok(v) = value.to_string().parse() {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::HeaderName::from_static(name), v);
+            }
+        }
+    }
+    response
+}
+
+fn dialog(state: &mut State, params: &HashMap<String, String>) -> HttpResponse {
+    if params.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return HttpResponse::BadRequest().body("Invalid App ID");
+    }
+    let Some(redirect_uri) = params.get("redirect_uri").filter(|r| r.starts_with("http")) else {
+        return HttpResponse::BadRequest().body("redirect_uri is missing or invalid");
+    };
+    if params.get("response_type").is_some_and(|r| r != "code") {
+        return HttpResponse::BadRequest().body("unsupported response_type");
+    }
+    let Some(user_id) = state.login_user.clone() else {
+        return HttpResponse::BadRequest().body("no user to log in (add_user first)");
+    };
+    let code = random(32);
+    state.codes.insert(
+        code.clone(),
+        CodeEntry {
+            user_id,
+            redirect_uri: redirect_uri.clone(),
+            issued: Instant::now(),
+        },
+    );
+    let mut location = url::Url::parse(redirect_uri).expect("checked above");
+    location.query_pairs_mut().append_pair("code", &code);
+    if let Some(state_param) = params.get("state") {
+        location.query_pairs_mut().append_pair("state", state_param);
+    }
+    HttpResponse::Found()
+        .insert_header(("Location", location.to_string()))
+        .finish()
+}
+
+fn access_token(state: &mut State, params: &HashMap<String, String>) -> HttpResponse {
+    let client_ok = params.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+        && params.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+    if !client_ok {
+        return graph_error(400, 1, None, "Error validating client secret.");
+    }
+    if params.get("grant_type").map(String::as_str) == Some("fb_exchange_token") {
+        let short = params.get("fb_exchange_token").cloned().unwrap_or_default();
+        let user = match state.authenticate(Some(&short)) {
+            Ok(Subject::User(user)) => user,
+            Ok(Subject::Page(_)) => {
+                return graph_error(400, 100, None, "Invalid fb_exchange_token")
+            }
+            Err(response) => return response,
+        };
+        let token = state.issue_user_token(&user);
+        return HttpResponse::Ok()
+            .json(json!({"access_token": token, "token_type": "bearer", "expires_in": 5_183_944}));
+    }
+    let code = params.get("code").cloned().unwrap_or_default();
+    let Some(entry) = state.codes.remove(&code) else {
+        return graph_error(
+            400,
+            100,
+            Some(36009),
+            "This authorization code has been used.",
+        );
+    };
+    if entry.issued.elapsed() > CODE_TTL {
+        return graph_error(
+            400,
+            100,
+            Some(36007),
+            "This authorization code has expired.",
+        );
+    }
+    if params.get("redirect_uri") != Some(&entry.redirect_uri) {
+        return graph_error(400, 100, Some(36008), "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request");
+    }
+    let token = state.issue_user_token(&entry.user_id);
+    HttpResponse::Ok()
+        .json(json!({"access_token": token, "token_type": "bearer", "expires_in": 5183}))
+}
+
+fn api(
+    state: &mut State,
+    base: &str,
+    req: &HttpRequest,
+    method: &str,
+    seg: &[&str],
+    params: &HashMap<String, String>,
+    subject: Subject,
+) -> HttpResponse {
+    match (method, seg) {
+        ("GET", ["me", "accounts"]) => {
+            let Subject::User(user) = &subject else {
+                return graph_error(
+                    400,
+                    100,
+                    None,
+                    "(#100) Tried accessing nonexisting field (accounts) on node type (Page)",
+                );
+            };
+            let mut items: Vec<(String, Value)> = state
+                .pages
+                .iter()
+                .filter(|(_, p)| p.managers.contains(user))
+                .map(|(id, p)| {
+                    (id.clone(), json!({"id": id, "name": p.name, "access_token": p.token, "category": "Company", "tasks": ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE"]}))
+                })
+                .collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            HttpResponse::Ok().json(paged(
+                base,
+                req,
+                params,
+                items.into_iter().map(|(_, v)| v).collect(),
+            ))
+        }
+        ("GET", ["me"]) => match &subject {
+            Subject::User(user) => {
+                HttpResponse::Ok().json(json!({"id": user, "name": state.users.get(user)}))
+            }
+            Subject::Page(page) => HttpResponse::Ok()
+                .json(json!({"id": page, "name": state.pages.get(page).map(|p| p.name.clone())})),
+        },
+        ("POST", [object, edge @ ("feed" | "photos" | "comments")]) => {
+            state.post_requests += 1;
+            write(state, base, object, edge, params, &subject)
+        }
+        ("GET", [page, "published_posts" | "feed" | "posts"]) => {
+            if !state.pages.contains_key(*page) {
+                return no_object(page);
+            }
+            let since = params.get("since").and_then(|s| param_time(s));
+            let until = params.get("until").and_then(|s| param_time(s));
+            let items: Vec<Value> = state
+                .order
+                .iter()
+                .rev()
+                .filter_map(|id| state.posts.get(id))
+                .filter(|p| p.page_id == *page && p.kind != "comment" && !p.deleted)
+                .filter(|p| since.is_none_or(|s| p.created_time >= s))
+                .filter(|p| until.is_none_or(|u| p.created_time <= u))
+                .map(|p| state.post_json(p, params))
+                .collect();
+            HttpResponse::Ok().json(paged(base, req, params, items))
+        }
+        ("GET", [object, "comments"]) => {
+            if state.posts.get(*object).is_none_or(|p| p.deleted) {
+                return no_object(object);
+            }
+            let stream = params.get("filter").map(String::as_str) == Some("stream");
+            let mut items: Vec<&FakeFbPost> = state
+                .order
+                .iter()
+                .filter_map(|id| state.posts.get(id))
+                .filter(|p| p.kind == "comment" && !p.deleted)
+                .filter(|p| {
+                    let parent = p.parent_id.as_deref();
+                    parent == Some(*object) || (stream && root_of(state, &p.id) == *object)
+                })
+                .collect();
+            if params.get("order").map(String::as_str) == Some("reverse_chronological") {
+                items.reverse();
+            }
+            let items = items
+                .into_iter()
+                .map(|p| state.post_json(p, params))
+                .collect();
+            HttpResponse::Ok().json(paged(base, req, params, items))
+        }
+        ("GET", [object]) => {
+            if let Some(page) = state.pages.get(*object) {
+                return HttpResponse::Ok().json(json!({"id": object, "name": page.name}));
+            }
+            match state.posts.get(*object).filter(|p| !p.deleted) {
+                Some(post) => HttpResponse::Ok().json(state.post_json(post, params)),
+                None => no_object(object),
+            }
+        }
+        ("DELETE", [object]) => {
+            let Some(post) = state.posts.get(*object).filter(|p| !p.deleted) else {
+                return no_object(object);
+            };
+            if subject != Subject::Page(post.page_id.clone()) {
+                return graph_error(403, 200, None, "(#200) Permissions error");
+            }
+            if let Some(post) = state.posts.get_mut(*object) {
+                post.deleted = true;
+            }
+            HttpResponse::Ok().json(json!({"success": true}))
+        }
+        _ => graph_error(400, 100, None, &format!("Unsupported {method} request.")),
+    }
+}
+
+/// The first non-comment ancestor of a comment.
+fn root_of<'a>(state: &'a State, id: &'a str) -> &'a str {
+    let mut current = id;
+    for _ in 0..16 {
+        match state.posts.get(current) {
+            Some(p) if p.kind == "comment" => match &p.parent_id {
+                Some(parent) => current = parent,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    current
+}
+
+fn write(
+    state: &mut State,
+    base: &str,
+    object: &str,
+    edge: &str,
+    params: &HashMap<String, String>,
+    subject: &Subject,
+) -> HttpResponse {
+    if let Some(fault) = state.write_fault() {
+        return fault;
+    }
+    let page_id = match edge {
+        "comments" => {
+            let Some(target) = state.posts.get(object).filter(|p| !p.deleted) else {
+                return no_object(object);
+            };
+            target.page_id.clone()
+        }
+        _ => {
+            if !state.pages.contains_key(object) {
+                return no_object(object);
+            }
+            object.to_string()
+        }
+    };
+    if *subject != Subject::Page(page_id.clone()) {
+        return graph_error(403, 200, None, "(#200) If posting to a Page, requires both pages_read_engagement and pages_manage_posts permission with page token");
+    }
+    let text = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let (message, image, alt) = match edge {
+        "feed" => {
+            let Some(message) = text("message") else {
+                return graph_error(400, 100, None, "(#100) Missing message or attachment.");
+            };
+            let latest = state
+                .order
+                .iter()
+                .rev()
+                .filter_map(|id| state.posts.get(id))
+                .find(|p| p.page_id == page_id && p.kind == "feed" && !p.deleted);
+            if latest.is_some_and(|p| p.message == message) {
+                return graph_error(400, 506, None, "(#506) Duplicate status message");
+            }
+            (message.to_string(), None, None)
+        }
+        "photos" => {
+            let Some(url) = text("url") else {
+                return graph_error(400, 324, None, "(#324) Requires upload file");
+            };
+            (
+                text("caption")
+                    .or(text("message"))
+                    .unwrap_or("")
+                    .to_string(),
+                Some(url.to_string()),
+                text("alt_text_custom").map(str::to_string),
+            )
+        }
+        _ => {
+            let attachment = text("attachment_url");
+            let Some(message) = text("message").or(attachment.map(|_| "")) else {
+                return graph_error(400, 100, None, "(#100) Missing message or attachment.");
+            };
+            (message.to_string(), attachment.map(str::to_string), None)
+        }
+    };
+    let kind = match edge {
+        "feed" => "feed",
+        "photos" => "photo",
+        _ => "comment",
+    };
+    let parent = (edge == "comments").then_some(object);
+    let id = state.store(
+        base,
+        &page_id,
+        kind,
+        &message,
+        parent,
+        image.as_deref(),
+        alt.as_deref(),
+        Utc::now(),
+    );
+    if state.faults.drop_after_store > 0 {
+        state.faults.drop_after_store -= 1;
+        return dropped();
+    }
+    let post = state.posts.get(&id).cloned().expect("just stored");
+    let mut answer = json!({ "id": post.id });
+    if kind == "photo" {
+        // A photo answers its own id and the Page post it made.
+        state.next_id += 1;
+        answer =
+            json!({"id": format!("{}", 700_000_000_000u64 + state.next_id), "post_id": post.id});
+    }
+    if wants(params, "permalink_url") {
+        answer["permalink_url"] = json!(post.permalink_url);
+    }
+    HttpResponse::Ok().json(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_stripped_from_paths() {
+        assert_eq!(segments("/v23.0/123/feed"), vec!["123", "feed"]);
+        assert_eq!(segments("/123_456"), vec!["123_456"]);
+        assert_eq!(segments("/video/x"), vec!["video", "x"]);
+    }
+
+    #[test]
+    fn graph_times_have_no_colon_in_the_offset() {
+        let t = DateTime::from_timestamp(1_764_061_200, 0).unwrap();
+        assert_eq!(graph_time(t), "2025-11-25T09:00:00+0000");
+        assert_eq!(param_time("1764061200"), Some(t));
+    }
+}

@@ -1,8 +1,30 @@
 //! A fake Mastodon instance (shared/platforms.md §1) on a loopback port, with
 //! fault injection. It serves what Herald's connector calls: posting with an
-//! `Idempotency-Key`, the instance limits, `verify_credentials`, an account's
-//! statuses, one status; per-account rate limits with Mastodon's
-//! `X-RateLimit-*` headers; Mastodon's error bodies.
+//! `Idempotency-Key` (replies with `in_reply_to_id`, images with
+//! `media_ids[]`), media uploads (`POST /api/v2/media`, `GET /api/v1/media/:id`),
+//! `DELETE /api/v1/statuses/:id`, the instance limits, `verify_credentials`,
+//! an account's statuses, one status; the OAuth flow (`POST /api/v1/apps`,
+//! `/.well-known/oauth-authorization-server`, `GET /oauth/authorize` that
+//! auto-approves, `POST /oauth/token`, `POST /oauth/revoke`); per-account
+//! rate limits with Mastodon's `X-RateLimit-*` headers; Mastodon's error bodies.
+//!
+//! Public API, in short:
+//! - start: [`FakeMastodon::start`] / [`FakeMastodon::start_with`]; [`FakeMastodon::base_url`].
+//! - users: [`FakeMastodon::add_account`] (returns a token with every scope);
+//!   [`FakeMastodon::set_authorizing_account`] picks who approves `GET /oauth/authorize`
+//!   (default: the account added last).
+//! - OAuth: [`FakeMastodon::set_oauth_metadata`] (`false`: the metadata answers
+//!   404 and PKCE parameters are ignored, like an instance before 4.3);
+//!   [`FakeMastodon::apps`], [`FakeMastodon::token_requests`].
+//! - faults: [`FakeMastodon::revoke`], [`FakeMastodon::fail_next`],
+//!   [`FakeMastodon::rate_limit_next`], [`FakeMastodon::drop_after_store_next`],
+//!   [`FakeMastodon::stall_after_store_next`], [`FakeMastodon::set_latency`],
+//!   [`FakeMastodon::set_max_characters`], [`FakeMastodon::set_media_processing`]
+//!   (uploads answer 202 and need that many polls).
+//! - media to download: [`FakeMastodon::image_url`], [`FakeMastodon::image_url_of_size`].
+//! - inspection: [`FakeMastodon::posts`] (reply parents, media with alt text,
+//!   deleted flag), [`FakeMastodon::media`], [`FakeMastodon::post_requests`],
+//!   [`FakeMastodon::requests_to`]; [`FakeMastodon::seed_status`].
 //!
 //! The server runs on its own OS thread with its own actix system, so it
 //! works under any caller runtime and keeps answering while the caller
@@ -27,6 +49,14 @@ use crate::platforms::text::{http_url_ranges, mastodon_length};
 
 /// How long Mastodon keeps an `Idempotency-Key` (platforms.md §1.3).
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(3600);
+/// Doorkeeper's default lifetime of an authorization code.
+const CODE_TTL: Duration = Duration::from_secs(600);
+/// `configuration.media_attachments.image_size_limit`.
+const IMAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+/// Mastodon's longest media description.
+const MAX_DESCRIPTION: usize = 1500;
+/// Mastodon's `max_media_attachments`.
+const MAX_MEDIA: usize = 4;
 
 /// A per-account request budget, like Mastodon's rack-attack throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +107,38 @@ pub struct FakeStatus {
     pub received_at: DateTime<Utc>,
     /// The status's `created_at`.
     pub created_at: DateTime<Utc>,
+    /// The attachments, in the order of `media_ids[]`.
+    pub media: Vec<FakeMedia>,
+    /// Deleted with `DELETE /api/v1/statuses/:id`.
+    pub deleted: bool,
+}
+
+/// An uploaded media attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeMedia {
+    pub id: String,
+    /// The `description` (alt text), if one was sent.
+    pub description: Option<String>,
+    /// The `Content-Type` of the `file` part.
+    pub content_type: String,
+    pub filename: Option<String>,
+    /// Size of the file in bytes.
+    pub size: usize,
+    /// The SHA-256 of the file, hex.
+    pub sha256: String,
+    /// The status it is attached to.
+    pub status_id: Option<String>,
+}
+
+/// An app registered with `POST /api/v1/apps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeApp {
+    pub name: String,
+    pub website: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 /// A running fake instance; stops when dropped.
@@ -112,9 +174,22 @@ impl FakeMastodon {
                     let server = HttpServer::new(move || {
                         App::new()
                             .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
+                            .app_data(web::PayloadConfig::new(IMAGE_SIZE_LIMIT + (1 << 16)))
                             .route("/api/v1/statuses", web::post().to(post_status))
                             .route("/api/v1/statuses/{id}", web::get().to(get_status))
+                            .route("/api/v1/statuses/{id}", web::delete().to(delete_status))
+                            .route("/api/v2/media", web::post().to(upload_media))
+                            .route("/api/v1/media/{id}", web::get().to(get_media))
+                            .route("/api/v1/apps", web::post().to(create_app))
+                            .route(
+                                "/.well-known/oauth-authorization-server",
+                                web::get().to(oauth_metadata),
+                            )
+                            .route("/oauth/authorize", web::get().to(oauth_authorize))
+                            .route("/oauth/token", web::post().to(oauth_token))
+                            .route("/oauth/revoke", web::post().to(oauth_revoke))
+                            .route("/fake/image.jpg", web::get().to(image))
+                            .route("/fake/image/{size}", web::get().to(image))
                             .route("/api/v2/instance", web::get().to(instance))
                             .route(
                                 "/api/v1/accounts/verify_credentials",
@@ -170,9 +245,84 @@ impl FakeMastodon {
             TokenEntry {
                 account_id: id,
                 revoked: false,
+                client_id: None,
             },
         );
+        state.authorizing_account = Some(id);
         token
+    }
+
+    /// The user who approves `GET /oauth/authorize` (by default the account added last).
+    pub fn set_authorizing_account(&self, username: &str) {
+        let mut state = self.shared.lock();
+        let id = state
+            .accounts
+            .iter()
+            .find(|(_, a)| a.username == username)
+            .map(|(id, _)| *id);
+        if id.is_some() {
+            state.authorizing_account = id;
+        }
+    }
+
+    /// `true` (default): `/.well-known/oauth-authorization-server` lists
+    /// `code_challenge_methods_supported: ["S256"]` and PKCE is enforced when a
+    /// challenge is sent. `false`: an instance before 4.3: the metadata is a
+    /// 404 and PKCE parameters are ignored.
+    pub fn set_oauth_metadata(&self, enabled: bool) {
+        self.shared.lock().oauth_metadata = enabled;
+    }
+
+    /// The apps registered with `POST /api/v1/apps`, oldest first.
+    pub fn apps(&self) -> Vec<FakeApp> {
+        self.shared.lock().apps.clone()
+    }
+
+    /// `POST /oauth/token` requests received.
+    pub fn token_requests(&self) -> usize {
+        self.requests_to("/oauth/token")
+    }
+
+    /// Whether `token` exists and has been revoked.
+    pub fn is_revoked(&self, token: &str) -> bool {
+        self.shared
+            .lock()
+            .tokens
+            .get(token)
+            .is_some_and(|t| t.revoked)
+    }
+
+    /// Uploads answer 202 (still processing) and `GET /api/v1/media/:id`
+    /// answers 206 `polls` times before the attachment is ready. 0 (default):
+    /// uploads answer 200, ready.
+    pub fn set_media_processing(&self, polls: usize) {
+        self.shared.lock().media_processing_polls = polls;
+    }
+
+    /// A small JPEG the fake serves (`GET /fake/image.jpg`), for media tests.
+    pub fn image_url(&self) -> String {
+        format!("{}/fake/image.jpg", self.base_url)
+    }
+
+    /// A JPEG of exactly `size` bytes (at least 4) the fake serves.
+    pub fn image_url_of_size(&self, size: usize) -> String {
+        format!("{}/fake/image/{size}", self.base_url)
+    }
+
+    /// The bytes [`FakeMastodon::image_url_of_size`] serves.
+    pub fn image_bytes(size: usize) -> Vec<u8> {
+        jpeg_of_size(size)
+    }
+
+    /// Every uploaded attachment, oldest first.
+    pub fn media(&self) -> Vec<FakeMedia> {
+        let state = self.shared.lock();
+        state
+            .media_order
+            .iter()
+            .filter_map(|id| state.media.get(id))
+            .map(|m| m.fake.clone())
+            .collect()
     }
 
     /// Revoke `token`: later calls with it get 401 "The access token was revoked".
@@ -298,6 +448,14 @@ impl Shared {
                 post_requests: 0,
                 requests_by_path: HashMap::new(),
                 faults: Faults::default(),
+                media: HashMap::new(),
+                media_order: Vec::new(),
+                next_media: first_id,
+                media_processing_polls: 0,
+                apps: Vec::new(),
+                codes: HashMap::new(),
+                oauth_metadata: true,
+                authorizing_account: None,
             }),
         }
     }
@@ -311,6 +469,25 @@ impl Shared {
 struct TokenEntry {
     account_id: u64,
     revoked: bool,
+    /// The app that obtained it through OAuth (`None`: made by `add_account`).
+    client_id: Option<String>,
+}
+
+struct StoredMedia {
+    account_id: u64,
+    /// Polls still to answer 206 before the attachment is ready.
+    polls_left: usize,
+    fake: FakeMedia,
+}
+
+/// An authorization code waiting for `POST /oauth/token`.
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    account_id: u64,
+    scopes: String,
+    challenge: Option<String>,
+    issued: Instant,
 }
 
 struct Account {
@@ -351,6 +528,14 @@ struct State {
     post_requests: usize,
     requests_by_path: HashMap<String, usize>,
     faults: Faults,
+    media: HashMap<u64, StoredMedia>,
+    media_order: Vec<u64>,
+    next_media: u64,
+    media_processing_polls: usize,
+    apps: Vec<FakeApp>,
+    codes: HashMap<String, Code>,
+    oauth_metadata: bool,
+    authorizing_account: Option<u64>,
 }
 
 #[derive(Default)]
@@ -360,6 +545,7 @@ struct StatusParams {
     language: Option<String>,
     in_reply_to_id: Option<String>,
     spoiler_text: Option<String>,
+    media_ids: Vec<String>,
 }
 
 /// `X-RateLimit-*` values of one answer.
@@ -522,6 +708,8 @@ impl State {
             in_reply_to_id: params.in_reply_to_id.clone().filter(|r| !r.is_empty()),
             received_at,
             created_at,
+            media: Vec::new(),
+            deleted: false,
         };
         self.statuses.insert(
             id,
@@ -534,6 +722,23 @@ impl State {
         self.all_ids.push(id);
         if let Some(account) = self.accounts.get_mut(&account_id) {
             account.status_ids.push(id);
+        }
+        // Like PostStatusService: the account's own unattached, processed
+        // uploads among the first four ids; unknown ids are ignored.
+        let mut attached = Vec::new();
+        for media_id in params.media_ids.iter().take(MAX_MEDIA) {
+            let Ok(media_id) = media_id.parse::<u64>() else {
+                continue;
+            };
+            if let Some(media) = self.media.get_mut(&media_id) {
+                if media.account_id == account_id && media.fake.status_id.is_none() {
+                    media.fake.status_id = Some(id.to_string());
+                    attached.push(media.fake.clone());
+                }
+            }
+        }
+        if let Some(stored) = self.statuses.get_mut(&id) {
+            stored.fake.media = attached;
         }
         if let Some(key) = idempotency_key {
             self.idempotency
@@ -583,7 +788,7 @@ impl State {
             "content": s.content,
             "reblog": Value::Null,
             "account": self.account_json(base_url, s.account_id),
-            "media_attachments": [],
+            "media_attachments": f.media.iter().map(|m| media_json(base_url, m, true)).collect::<Vec<_>>(),
             "mentions": [],
             "tags": [],
             "emojis": [],
@@ -646,7 +851,9 @@ impl State {
         if let Some(reply_to) = params.in_reply_to_id.as_deref().filter(|r| !r.is_empty()) {
             let exists = reply_to
                 .parse::<u64>()
-                .is_ok_and(|id| self.statuses.contains_key(&id));
+                .ok()
+                .and_then(|id| self.statuses.get(&id))
+                .is_some_and(|s| !s.fake.deleted);
             if !exists {
                 return PostOutcome::Answer(error(
                     StatusCode::NOT_FOUND,
@@ -669,8 +876,25 @@ impl State {
                 }
             }
         }
+        if params.media_ids.len() > MAX_MEDIA {
+            let message = format!("Cannot attach more than {MAX_MEDIA} files");
+            return PostOutcome::Answer(error(StatusCode::UNPROCESSABLE_ENTITY, &message, rate));
+        }
+        let processing = params.media_ids.iter().any(|m| {
+            m.parse::<u64>()
+                .ok()
+                .and_then(|id| self.media.get(&id))
+                .is_some_and(|m| m.account_id == account_id && m.polls_left > 0)
+        });
+        if processing {
+            return PostOutcome::Answer(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Cannot attach files that have not finished processing. Try again in a moment!",
+                rate,
+            ));
+        }
         let text = params.status.as_deref().unwrap_or("");
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && params.media_ids.is_empty() {
             return PostOutcome::Answer(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Validation failed: Text can't be blank",
@@ -738,10 +962,24 @@ fn parse_params(
         params.language = field("language");
         params.in_reply_to_id = field("in_reply_to_id");
         params.spoiler_text = field("spoiler_text");
+        if let Some(Value::Array(ids)) = map.get("media_ids") {
+            params.media_ids = ids
+                .iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+        }
     } else if content_type.is_empty()
         || content_type.starts_with("application/x-www-form-urlencoded")
     {
         for (name, value) in form_urlencoded::parse(body) {
+            if name == "media_ids[]" || name == "media_ids" {
+                params.media_ids.push(value.into_owned());
+                continue;
+            }
             let slot = match name.as_ref() {
                 "status" => &mut params.status,
                 "visibility" => &mut params.visibility,
@@ -877,7 +1115,7 @@ async fn get_status(
         Err(response) => return response,
     };
     match path.parse::<u64>() {
-        Ok(id) if state.statuses.contains_key(&id) => {
+        Ok(id) if state.statuses.get(&id).is_some_and(|s| !s.fake.deleted) => {
             ok_json(state.status_json(&shared.base_url, id), rate.as_ref())
         }
         _ => error(StatusCode::NOT_FOUND, "Record not found", rate.as_ref()),
@@ -996,6 +1234,724 @@ async fn account_statuses(
     builder.json(body)
 }
 
+/// Resolve a required token: the account and rate headers, or the answer to send.
+#[allow(clippy::result_large_err)]
+fn required_auth(
+    state: &mut State,
+    req: &HttpRequest,
+) -> Result<(u64, Option<RateHeaders>), HttpResponse> {
+    match state.authenticate(req, true)? {
+        Some(auth) => Ok(auth),
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "The access token is invalid",
+            None,
+        )),
+    }
+}
+
+/// An attachment as the API shows it; `url` is null while processing.
+fn media_json(base_url: &str, m: &FakeMedia, ready: bool) -> Value {
+    let file = format!("{base_url}/system/media_attachments/files/{}", m.id);
+    json!({
+        "id": m.id,
+        "type": "image",
+        "url": if ready { Value::from(format!("{file}/original.jpg")) } else { Value::Null },
+        "preview_url": format!("{file}/small.jpg"),
+        "remote_url": Value::Null,
+        "text_url": Value::Null,
+        "meta": {},
+        "description": m.description,
+        "blurhash": Value::Null,
+    })
+}
+
+/// `DELETE /api/v1/statuses/:id`: the caller's own status, answered with
+/// its source `text` (for "delete and redraft"); anything else is a 404.
+async fn delete_status(
+    req: HttpRequest,
+    path: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let (account_id, rate) = match required_auth(&mut state, &req) {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let rate = rate.as_ref();
+    let id = path.parse::<u64>().ok().filter(|id| {
+        state
+            .statuses
+            .get(id)
+            .is_some_and(|s| s.account_id == account_id && !s.fake.deleted)
+    });
+    let Some(id) = id else {
+        return error(StatusCode::NOT_FOUND, "Record not found", rate);
+    };
+    let mut body = state.status_json(&shared.base_url, id);
+    if let Some(stored) = state.statuses.get_mut(&id) {
+        stored.fake.deleted = true;
+        body["text"] = Value::from(stored.fake.text.clone());
+    }
+    if let Some(account) = state.accounts.get_mut(&account_id) {
+        if let Ok(at) = account.status_ids.binary_search(&id) {
+            account.status_ids.remove(at);
+        }
+    }
+    ok_json(body, rate)
+}
+
+/// `POST /api/v2/media`: multipart `file` (an image) and `description`.
+/// 200 when ready, 202 (url null) while "processing" (see `set_media_processing`).
+async fn upload_media(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let (account_id, rate) = match required_auth(&mut state, &req) {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let rate = rate.as_ref();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let parts = match parse_multipart(content_type, &body) {
+        Ok(parts) => parts,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message, rate),
+    };
+    let Some(file) = parts
+        .iter()
+        .find(|p| p.name == "file" && p.filename.is_some())
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation failed: File can't be blank",
+            rate,
+        );
+    };
+    let file_type = file.content_type.clone().unwrap_or_default();
+    if !file_type.starts_with("image/") || file.data.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation failed: File content type is invalid",
+            rate,
+        );
+    }
+    if file.data.len() > IMAGE_SIZE_LIMIT {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation failed: File file size must be less than 16 MB",
+            rate,
+        );
+    }
+    let description = parts
+        .iter()
+        .find(|p| p.name == "description")
+        .map(|p| String::from_utf8_lossy(&p.data).into_owned());
+    if description
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation failed: Description is too long (maximum is 1500 characters)",
+            rate,
+        );
+    }
+    state.next_media += 1;
+    let id = state.next_media;
+    let polls_left = state.media_processing_polls;
+    let fake = FakeMedia {
+        id: id.to_string(),
+        description,
+        content_type: file_type,
+        filename: file.filename.clone(),
+        size: file.data.len(),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&file.data)),
+        status_id: None,
+    };
+    let body = media_json(&shared.base_url, &fake, polls_left == 0);
+    state.media.insert(
+        id,
+        StoredMedia {
+            account_id,
+            polls_left,
+            fake,
+        },
+    );
+    state.media_order.push(id);
+    if polls_left == 0 {
+        return ok_json(body, rate);
+    }
+    let mut builder = HttpResponse::Accepted();
+    if let Some(rate) = rate {
+        rate.apply(&mut builder);
+    }
+    builder.json(body)
+}
+
+/// `GET /api/v1/media/:id`: 206 while processing, then 200 with the `url`.
+async fn get_media(
+    req: HttpRequest,
+    path: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let (account_id, rate) = match required_auth(&mut state, &req) {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let rate = rate.as_ref();
+    let media = path
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| state.media.get_mut(&id))
+        .filter(|m| m.account_id == account_id);
+    let Some(media) = media else {
+        return error(StatusCode::NOT_FOUND, "Record not found", rate);
+    };
+    let ready = media.polls_left == 0;
+    media.polls_left = media.polls_left.saturating_sub(1);
+    let body = media_json(&shared.base_url, &media.fake, ready);
+    let mut builder = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::build(StatusCode::PARTIAL_CONTENT)
+    };
+    if let Some(rate) = rate {
+        rate.apply(&mut builder);
+    }
+    builder.json(body)
+}
+
+/// An OAuth error body (`error`, `error_description`).
+fn oauth_error(status: StatusCode, code: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": code, "error_description": description}))
+}
+
+fn invalid_client() -> HttpResponse {
+    oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.",
+    )
+}
+
+fn invalid_grant() -> HttpResponse {
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+    )
+}
+
+/// The fields of a form or JSON body; JSON arrays give several values.
+fn body_fields(content_type: &str, body: &[u8]) -> Option<HashMap<String, Vec<String>>> {
+    let mut fields: HashMap<String, Vec<String>> = HashMap::new();
+    if content_type.starts_with("application/json") {
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+            return None;
+        };
+        for (name, value) in map {
+            let values = match value {
+                Value::String(s) => vec![s],
+                Value::Number(n) => vec![n.to_string()],
+                Value::Bool(b) => vec![b.to_string()],
+                Value::Array(items) => items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => continue,
+            };
+            fields.insert(name, values);
+        }
+    } else {
+        for (name, value) in form_urlencoded::parse(body) {
+            let name = name.trim_end_matches("[]").to_string();
+            fields.entry(name).or_default().push(value.into_owned());
+        }
+    }
+    Some(fields)
+}
+
+fn first<'f>(fields: &'f HashMap<String, Vec<String>>, name: &str) -> Option<&'f str> {
+    fields
+        .get(name)
+        .and_then(|v| v.first())
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// Scopes Mastodon knows: the coarse ones and `read:*`/`write:*`/`admin:*` ones.
+fn valid_scope(scope: &str) -> bool {
+    matches!(scope, "read" | "write" | "follow" | "push" | "profile")
+        || ["read:", "write:", "admin:read", "admin:write"]
+            .iter()
+            .any(|prefix| scope.starts_with(prefix) && scope.len() > prefix.len())
+        || scope == "admin:read"
+        || scope == "admin:write"
+}
+
+fn random_secret() -> String {
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 43)
+}
+
+/// `POST /api/v1/apps`.
+async fn create_app(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let Some(fields) = body_fields(&content_type, &body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Error occurred while parsing request parameters",
+            None,
+        );
+    };
+    let unprocessable = |message: &str| error(StatusCode::UNPROCESSABLE_ENTITY, message, None);
+    let Some(name) = first(&fields, "client_name").map(str::to_string) else {
+        return unprocessable("Validation failed: Application name can't be blank");
+    };
+    let redirect_uris: Vec<String> = fields
+        .get("redirect_uris")
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v.split_whitespace())
+        .map(str::to_string)
+        .collect();
+    if redirect_uris.is_empty() {
+        return unprocessable("Validation failed: Redirect URI can't be blank");
+    }
+    let absolute = |uri: &str| {
+        uri == "urn:ietf:wg:oauth:2.0:oob"
+            || url::Url::parse(uri).is_ok_and(|u| u.fragment().is_none() && !u.cannot_be_a_base())
+    };
+    if !redirect_uris.iter().all(|u| absolute(u)) {
+        return unprocessable("Validation failed: Redirect URI must be an absolute URI.");
+    }
+    let scopes: Vec<String> = first(&fields, "scopes")
+        .unwrap_or("read")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if scopes.is_empty() || !scopes.iter().all(|s| valid_scope(s)) {
+        return unprocessable("Validation failed: Scopes is invalid");
+    }
+    let app = FakeApp {
+        name,
+        website: first(&fields, "website").map(str::to_string),
+        redirect_uris,
+        scopes,
+        client_id: random_secret(),
+        client_secret: random_secret(),
+    };
+    state.apps.push(app.clone());
+    HttpResponse::Ok().json(json!({
+        "id": state.apps.len().to_string(),
+        "name": app.name,
+        "website": app.website,
+        "scopes": app.scopes,
+        "redirect_uri": app.redirect_uris.join("\n"),
+        "redirect_uris": app.redirect_uris,
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "client_secret_expires_at": 0,
+        "vapid_key": "BCk-QqERU0q-CfYZjcuB6lnyyOYfJ2AifKqfeGIm7Z-HiTU5T9eTG5GxVA0_OH5mMlI4UkkDTpaZwozy0TzdZ2M=",
+    }))
+}
+
+/// `GET /.well-known/oauth-authorization-server` (4.3+), or a 404 when
+/// the fake plays an older instance.
+async fn oauth_metadata(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    if !state.oauth_metadata {
+        return error(StatusCode::NOT_FOUND, "Record not found", None);
+    }
+    let base = &shared.base_url;
+    HttpResponse::Ok().json(json!({
+        "issuer": format!("{base}/"),
+        "service_documentation": "https://docs.joinmastodon.org/",
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
+        "token_endpoint": format!("{base}/oauth/token"),
+        "app_registration_endpoint": format!("{base}/api/v1/apps"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "userinfo_endpoint": format!("{base}/oauth/userinfo"),
+        "scopes_supported": ["read", "write", "write:statuses", "write:media", "read:accounts",
+            "read:statuses", "read:notifications", "follow", "push", "profile"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    }))
+}
+
+/// `redirect_uri` with `pairs` added to its query, as a 302.
+fn redirect_to(redirect_uri: &str, pairs: &[(&str, &str)]) -> HttpResponse {
+    let location = match url::Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            {
+                let mut query = url.query_pairs_mut();
+                for (name, value) in pairs {
+                    query.append_pair(name, value);
+                }
+            }
+            url.to_string()
+        }
+        Err(_) => redirect_uri.to_string(),
+    };
+    HttpResponse::Found()
+        .insert_header(("Location", location))
+        .finish()
+}
+
+/// `GET /oauth/authorize`: checks the client, redirect URI, response type,
+/// scopes and (4.3+) the PKCE method, then approves at once as the
+/// authorizing account: 302 to `redirect_uri?code=…&state=…`.
+async fn oauth_authorize(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let query: HashMap<String, String> = form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let get = |name: &str| param(&query, name);
+    let Some(app) = get("client_id")
+        .and_then(|id| state.apps.iter().find(|a| a.client_id == id))
+        .cloned()
+    else {
+        return invalid_client();
+    };
+    let redirect_uri = match get("redirect_uri") {
+        Some(uri) if app.redirect_uris.iter().any(|u| u == uri) => uri.to_string(),
+        None if app.redirect_uris.len() == 1 => app.redirect_uris[0].clone(),
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_redirect_uri",
+                "The requested redirect uri is malformed or doesn't match client redirect URI.",
+            )
+        }
+    };
+    let state_param = get("state");
+    let fail = |code: &str| {
+        let mut pairs = vec![("error", code)];
+        if let Some(s) = state_param {
+            pairs.push(("state", s));
+        }
+        redirect_to(&redirect_uri, &pairs)
+    };
+    if get("response_type") != Some("code") {
+        return fail("unsupported_response_type");
+    }
+    let scopes = get("scope").unwrap_or("read").to_string();
+    if !scopes
+        .split_whitespace()
+        .all(|s| app.scopes.iter().any(|a| a == s))
+    {
+        return fail("invalid_scope");
+    }
+    let mut challenge = None;
+    if state.oauth_metadata {
+        if let Some(c) = get("code_challenge") {
+            if get("code_challenge_method") != Some("S256") {
+                return fail("invalid_request");
+            }
+            challenge = Some(c.to_string());
+        }
+    }
+    let Some(account_id) = state.authorizing_account else {
+        return error(StatusCode::BAD_REQUEST, "No user is signed in", None);
+    };
+    let code = random_secret();
+    state.codes.insert(
+        code.clone(),
+        Code {
+            client_id: app.client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            account_id,
+            scopes,
+            challenge,
+            issued: Instant::now(),
+        },
+    );
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(s) = state_param {
+        pairs.push(("state", s));
+    }
+    redirect_to(&redirect_uri, &pairs)
+}
+
+fn param<'q>(query: &'q HashMap<String, String>, name: &str) -> Option<&'q str> {
+    query
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// The app authenticated by `client_id` + `client_secret` in the body, or by
+/// an `Authorization: Basic` header.
+fn client_of(
+    state: &State,
+    req: &HttpRequest,
+    fields: &HashMap<String, Vec<String>>,
+) -> Option<FakeApp> {
+    use base64::Engine;
+    let basic = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            let decode = |s: &str| {
+                form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        });
+    let (id, secret) = match basic {
+        Some(pair) => pair,
+        None => (
+            first(fields, "client_id")?.to_string(),
+            first(fields, "client_secret")?.to_string(),
+        ),
+    };
+    state
+        .apps
+        .iter()
+        .find(|a| a.client_id == id && a.client_secret == secret)
+        .cloned()
+}
+
+/// `POST /oauth/token` (`authorization_code` grant). Codes are single-use
+/// and live 10 minutes; PKCE S256 is verified when the code has a challenge.
+async fn oauth_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let Some(fields) = body_fields(&content_type, &body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is missing a required parameter.",
+        );
+    };
+    let Some(app) = client_of(&state, &req, &fields) else {
+        return invalid_client();
+    };
+    if first(&fields, "grant_type") != Some("authorization_code") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "The authorization grant type is not supported by the authorization server.",
+        );
+    }
+    // Single use: the code is gone whatever happens next.
+    let Some(code) = first(&fields, "code").and_then(|c| state.codes.remove(c)) else {
+        return invalid_grant();
+    };
+    if code.client_id != app.client_id
+        || code.issued.elapsed() > CODE_TTL
+        || first(&fields, "redirect_uri") != Some(code.redirect_uri.as_str())
+    {
+        return invalid_grant();
+    }
+    if let Some(challenge) = &code.challenge {
+        use base64::Engine;
+        let verified = first(&fields, "code_verifier").is_some_and(|v| {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(v.as_bytes());
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == *challenge
+        });
+        if !verified {
+            return invalid_grant();
+        }
+    }
+    let token = random_secret();
+    state.tokens.insert(
+        token.clone(),
+        TokenEntry {
+            account_id: code.account_id,
+            revoked: false,
+            client_id: Some(app.client_id),
+        },
+    );
+    HttpResponse::Ok().json(json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "scope": code.scopes,
+        "created_at": Utc::now().timestamp(),
+    }))
+}
+
+/// `POST /oauth/revoke` (`client_id`, `client_secret`, `token`): 200 `{}`,
+/// idempotent; a token of another app is a 403.
+async fn oauth_revoke(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let Some(fields) = body_fields(&content_type, &body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is missing a required parameter.",
+        );
+    };
+    let Some(app) = client_of(&state, &req, &fields) else {
+        return invalid_client();
+    };
+    let token = first(&fields, "token").unwrap_or("").to_string();
+    if let Some(entry) = state.tokens.get_mut(&token) {
+        if entry.client_id.as_deref() != Some(app.client_id.as_str()) {
+            return oauth_error(
+                StatusCode::FORBIDDEN,
+                "unauthorized_client",
+                "You are not authorized to revoke this token",
+            );
+        }
+        entry.revoked = true;
+    }
+    HttpResponse::Ok().json(json!({}))
+}
+
+/// `GET /fake/image.jpg` (256 bytes) and `GET /fake/image/{size}`: a JPEG.
+async fn image(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    shared.lock().count_request(req.path());
+    let size = req
+        .match_info()
+        .get("size")
+        .and_then(|s| s.trim_end_matches(".jpg").parse::<usize>().ok())
+        .unwrap_or(256);
+    HttpResponse::Ok()
+        .content_type("image/jpeg")
+        .body(jpeg_of_size(size))
+}
+
+/// A JPEG-looking file of `size` bytes (at least 4): SOI, filler, EOI.
+fn jpeg_of_size(size: usize) -> Vec<u8> {
+    let size = size.max(4);
+    let mut bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    bytes[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
+    if size >= 6 {
+        bytes[3] = 0xE0;
+    }
+    bytes[size - 2..].copy_from_slice(&[0xFF, 0xD9]);
+    bytes
+}
+
+/// One part of a `multipart/form-data` body.
+struct Part {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    data: Vec<u8>,
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parse a `multipart/form-data` body (RFC 7578).
+fn parse_multipart(content_type: &str, body: &[u8]) -> Result<Vec<Part>, &'static str> {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return Err("Validation failed: File can't be blank");
+    }
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty())
+        .ok_or("multipart body without a boundary")?;
+    let delimiter = format!("--{boundary}");
+    let start = find_bytes(body, delimiter.as_bytes()).ok_or("malformed multipart body")?;
+    let mut rest = &body[start + delimiter.len()..];
+    let next = format!("\r\n--{boundary}");
+    let mut parts = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            return Ok(parts);
+        }
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or("malformed multipart body")?;
+        let end = find_bytes(rest, next.as_bytes()).ok_or("malformed multipart body")?;
+        let part = &rest[..end];
+        rest = &rest[end + next.len()..];
+        let split = find_bytes(part, b"\r\n\r\n").ok_or("malformed multipart part")?;
+        let head = String::from_utf8_lossy(&part[..split]);
+        let data = part[split + 4..].to_vec();
+        let (mut name, mut filename, mut part_type) = (None, None, None);
+        for line in head.split("\r\n") {
+            let Some((header, value)) = line.split_once(':') else {
+                continue;
+            };
+            if header.trim().eq_ignore_ascii_case("content-type") {
+                part_type = Some(value.trim().to_ascii_lowercase());
+            } else if header.trim().eq_ignore_ascii_case("content-disposition") {
+                for attribute in value.split(';').skip(1) {
+                    if let Some((key, v)) = attribute.trim().split_once('=') {
+                        let v = v.trim().trim_matches('"').to_string();
+                        match key.trim() {
+                            "name" => name = Some(v),
+                            "filename" => filename = Some(v),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        parts.push(Part {
+            name: name.ok_or("multipart part without a name")?,
+            filename,
+            content_type: part_type,
+            data,
+        });
+    }
+}
+
 async fn not_found(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     shared.lock().count_request(req.path());
     error(StatusCode::NOT_FOUND, "Record not found", None)
@@ -1022,6 +1978,23 @@ mod tests {
         ));
         assert!(html.contains("<span class=\"invisible\">https://</span><span class=\"ellipsis\">"));
         assert!(html.ends_with("</span></a> now</p>"));
+    }
+
+    #[test]
+    fn multipart_bodies_give_their_parts() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\nA kettle\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"k.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xff\r\n\xd9\r\n--XyZ--\r\n";
+        let parts = parse_multipart("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].name, "description");
+        assert_eq!(parts[0].data, b"A kettle");
+        assert_eq!(parts[1].filename.as_deref(), Some("k.jpg"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(parts[1].data, b"\xff\xd8\xff\r\n\xd9");
+        assert!(parse_multipart("multipart/form-data", body).is_err());
+        assert!(parse_multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nbroken").is_err());
+        let jpeg = jpeg_of_size(10);
+        assert_eq!(jpeg.len(), 10);
+        assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) && jpeg.ends_with(&[0xFF, 0xD9]));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod pagination;
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::{accounts, deliveries, dispatch, keys, log, platforms, statements};
+use crate::{accounts, deliveries, dispatch, keys, log, media, platforms, statements};
 use error::ApiError;
 
 /// Parse a resource id from a path: anything but a UUID names nothing (404).
@@ -58,6 +58,9 @@ pub fn v1_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(accounts::routes::list_accounts)
         .service(accounts::routes::get_account)
         .service(accounts::routes::delete_account)
+        .service(accounts::routes::check_account)
+        .service(accounts::connect::connect_account)
+        .service(accounts::connect::oauth_callback)
         .service(log::routes::list_log)
         .service(log::routes::export_log_csv)
         .service(log::routes::verify_log)
@@ -69,11 +72,17 @@ pub fn v1_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(deliveries::routes::get_delivery)
         .service(deliveries::routes::cancel_delivery)
         .service(deliveries::routes::reschedule_delivery)
+        .service(deliveries::retract::retract_statement)
+        .service(deliveries::retract::correct_statement)
         .service(dispatch::routes::get_publishing)
         .service(dispatch::routes::pause_publishing)
         .service(dispatch::routes::resume_publishing)
         .service(platforms::routes::list_sandbox_posts)
-        .service(platforms::routes::get_sandbox_post);
+        .service(platforms::routes::get_sandbox_post)
+        .service(platforms::routes::list_platforms)
+        .service(media::routes::upload_media)
+        .service(media::routes::get_media)
+        .service(media::routes::media_content);
 }
 
 /// Routes outside `/v1`.

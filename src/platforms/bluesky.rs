@@ -13,6 +13,16 @@
 //! Duplicates cannot happen: a retry with the same record key fails with
 //! "Record already exists", which the connector confirms with `getRecord` and
 //! reports as the post it already made.
+//!
+//! `remote_id` is the post's `at://` URI. A reply (a later part of a thread)
+//! needs strong refs (uri + cid) of its root and parent: the connector reads
+//! the parent with `getRecord`, takes its cid, and copies the root from the
+//! parent's own `reply.root` (the parent is the root when it answers nothing),
+//! as the docs say; `ReplyTarget::root_id` is therefore not needed.
+//! Images are downloaded, uploaded with `uploadBlob` (raw bytes) and embedded
+//! as `app.bsky.embed.images` with their alt text (at most 4, 1,000,000 bytes
+//! each). `delete` is `deleteRecord` (a record already gone is fine); `check`
+//! is `getSession`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +34,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::connector::retry_after_seconds;
-use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published};
+use super::mastodon::download_image;
+use super::{
+    AccountSession, Connector, ConnectorError, Credentials, MediaItem, Post, Published, ReplyTarget,
+};
 
 const DEFAULT_BASE_URL: &str = "https://bsky.social";
 const POST_COLLECTION: &str = "app.bsky.feed.post";
@@ -35,6 +48,9 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 const REFUSED_LOGIN_MEMORY: Duration = Duration::from_secs(600);
 /// Longest server message quoted in an error.
 const MAX_MESSAGE: usize = 300;
+/// `app.bsky.embed.images`: at most 4 images of at most 1,000,000 bytes.
+const MAX_IMAGES: usize = 4;
+const MAX_IMAGE_BYTES: usize = 1_000_000;
 
 /// Publishes to Bluesky (any PDS; `https://bsky.social` unless the account
 /// names another base URL). Requests are bounded by the shared client's
@@ -70,7 +86,22 @@ impl Connector for Bluesky {
         post: &Post,
     ) -> Result<Published, ConnectorError> {
         let base = base_url(account);
-        let record = post_record(post, Utc::now());
+        if post.media.len() > MAX_IMAGES {
+            return Err(ConnectorError::Rejected {
+                message: format!(
+                    "{} images: Bluesky allows at most {MAX_IMAGES} on one post",
+                    post.media.len()
+                ),
+                status: None,
+            });
+        }
+        let mut record = post_record(post, Utc::now());
+        if let Some(target) = &post.reply_to {
+            record["reply"] = self.reply_refs(account, &base, target).await?;
+        }
+        if !post.media.is_empty() {
+            record["embed"] = self.image_embed(account, &base, &post.media).await?;
+        }
         let call = Call::CreateRecord {
             rkey: &post.idempotency_key,
             record: &record,
@@ -103,22 +134,38 @@ impl Connector for Bluesky {
             .await
     }
 
+    /// `deleteRecord` on the post's repo and record key. Deleting a record
+    /// that is already gone succeeds on the PDS; `RecordNotFound` is also fine.
     async fn delete(
         &self,
-        _account: &AccountSession,
-        _remote_id: &str,
+        account: &AccountSession,
+        remote_id: &str,
     ) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "deleting Bluesky posts is not built yet".into(),
-            status: None,
-        })
+        let (repo, rkey) =
+            post_uri_parts(remote_id.trim()).ok_or_else(|| ConnectorError::Rejected {
+                message: format!("not a Bluesky post URI: {remote_id}"),
+                status: None,
+            })?;
+        let base = base_url(account);
+        let call = Call::DeleteRecord { repo, rkey };
+        let (reply, _) = self.call_with_session(account, &base, &call).await?;
+        if reply.status == 200 || reply.error == "RecordNotFound" {
+            return Ok(());
+        }
+        Err(classify(&reply, Utc::now()))
     }
 
-    async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "checking Bluesky accounts is not built yet".into(),
-            status: None,
-        })
+    /// `getSession` with the access token (logging in or refreshing first,
+    /// as publishing does).
+    async fn check(&self, account: &AccountSession) -> Result<(), ConnectorError> {
+        let base = base_url(account);
+        let (reply, _) = self
+            .call_with_session(account, &base, &Call::GetSession)
+            .await?;
+        if reply.status == 200 {
+            return Ok(());
+        }
+        Err(classify(&reply, Utc::now()))
     }
 }
 
@@ -147,8 +194,27 @@ impl Session {
 
 /// The XRPC calls made with an access token.
 enum Call<'a> {
-    CreateRecord { rkey: &'a str, record: &'a Value },
-    GetRecord { rkey: &'a str },
+    CreateRecord {
+        rkey: &'a str,
+        record: &'a Value,
+    },
+    GetRecord {
+        rkey: &'a str,
+    },
+    /// A post of any repo (the parent of a reply).
+    GetRecordOf {
+        repo: &'a str,
+        rkey: &'a str,
+    },
+    UploadBlob {
+        bytes: &'a [u8],
+        content_type: &'a str,
+    },
+    DeleteRecord {
+        repo: &'a str,
+        rkey: &'a str,
+    },
+    GetSession,
 }
 
 /// An XRPC answer: status, body, the error name and message of a failure,
@@ -273,6 +339,42 @@ impl Bluesky {
                         ("collection", POST_COLLECTION),
                         ("rkey", rkey),
                     ]),
+                false,
+            ),
+            Call::GetRecordOf { repo, rkey } => (
+                self.http
+                    .get(xrpc_url(base, "com.atproto.repo.getRecord"))
+                    .query(&[
+                        ("repo", *repo),
+                        ("collection", POST_COLLECTION),
+                        ("rkey", rkey),
+                    ]),
+                false,
+            ),
+            Call::UploadBlob {
+                bytes,
+                content_type,
+            } => (
+                self.http
+                    .post(xrpc_url(base, "com.atproto.repo.uploadBlob"))
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(bytes.to_vec()),
+                false,
+            ),
+            // Deleting twice is harmless: a failure on the way can be retried.
+            Call::DeleteRecord { repo, rkey } => (
+                self.http
+                    .post(xrpc_url(base, "com.atproto.repo.deleteRecord"))
+                    .json(&json!({
+                        "repo": repo,
+                        "collection": POST_COLLECTION,
+                        "rkey": rkey,
+                    })),
+                false,
+            ),
+            Call::GetSession => (
+                self.http
+                    .get(xrpc_url(base, "com.atproto.server.getSession")),
                 false,
             ),
         };
@@ -434,6 +536,80 @@ impl Bluesky {
         );
     }
 
+    /// The `reply` of a record answering `target.parent_id`: the parent's
+    /// strong ref from `getRecord`, and the root copied from the parent's own
+    /// `reply.root` (or the parent itself when it is a top-level post).
+    async fn reply_refs(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        target: &ReplyTarget,
+    ) -> Result<Value, ConnectorError> {
+        let parent_uri = target.parent_id.trim();
+        let (repo, rkey) = post_uri_parts(parent_uri).ok_or_else(|| ConnectorError::Rejected {
+            message: format!("the post to answer is not a Bluesky post URI: {parent_uri}"),
+            status: None,
+        })?;
+        let (reply, _) = self
+            .call_with_session(account, base, &Call::GetRecordOf { repo, rkey })
+            .await?;
+        if reply.error == "RecordNotFound" {
+            return Err(ConnectorError::Rejected {
+                message: format!("the post to answer no longer exists on Bluesky: {parent_uri}"),
+                status: Some(reply.status),
+            });
+        }
+        if reply.status != 200 {
+            return Err(classify(&reply, Utc::now()));
+        }
+        let parent = strong_ref(&reply.body).ok_or_else(|| ConnectorError::Transient {
+            message: "Bluesky returned the post to answer without its uri and cid".into(),
+            status: Some(200),
+        })?;
+        let root = reply
+            .body
+            .get("value")
+            .and_then(|v| v.get("reply"))
+            .and_then(|r| r.get("root"))
+            .and_then(strong_ref)
+            .unwrap_or_else(|| parent.clone());
+        Ok(json!({"root": root, "parent": parent}))
+    }
+
+    /// Download and upload every image; the `app.bsky.embed.images` embed.
+    async fn image_embed(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        media: &[MediaItem],
+    ) -> Result<Value, ConnectorError> {
+        let mut images = Vec::with_capacity(media.len());
+        for (index, item) in media.iter().enumerate() {
+            let number = index + 1;
+            let image =
+                download_image(&self.http, item, number, MAX_IMAGE_BYTES, "Bluesky").await?;
+            let call = Call::UploadBlob {
+                bytes: &image.bytes,
+                content_type: &image.content_type,
+            };
+            let (reply, _) = self.call_with_session(account, base, &call).await?;
+            if reply.status != 200 {
+                return Err(classify(&reply, Utc::now()));
+            }
+            let blob = reply
+                .body
+                .get("blob")
+                .filter(|b| b.is_object())
+                .cloned()
+                .ok_or_else(|| ConnectorError::Transient {
+                    message: format!("Bluesky stored image {number} but returned no blob"),
+                    status: Some(200),
+                })?;
+            images.push(json!({"image": blob, "alt": item.alt.as_deref().unwrap_or("")}));
+        }
+        Ok(json!({"$type": "app.bsky.embed.images", "images": images}))
+    }
+
     /// Look the post up by its record key: `Some` if it exists.
     async fn find(
         &self,
@@ -535,6 +711,25 @@ fn published(reply: &Reply, session: &Session) -> Option<Published> {
             _ => None,
         },
     })
+}
+
+/// `{uri, cid}` of a `getRecord` answer or a stored strong ref.
+fn strong_ref(value: &Value) -> Option<Value> {
+    let uri = value.get("uri").and_then(Value::as_str)?;
+    let cid = value.get("cid").and_then(Value::as_str)?;
+    (!uri.is_empty() && !cid.is_empty()).then(|| json!({"uri": uri, "cid": cid}))
+}
+
+/// The repo (DID or handle) and record key of an `app.bsky.feed.post` URI.
+fn post_uri_parts(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("at://")?;
+    let mut parts = rest.split('/');
+    let (repo, collection, rkey) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none()
+        && !repo.is_empty()
+        && collection == POST_COLLECTION
+        && !rkey.is_empty())
+    .then_some((repo, rkey))
 }
 
 /// The record key: the last segment of an `at://` URI.
@@ -812,6 +1007,32 @@ mod tests {
         assert_eq!(record["facets"].as_array().map(Vec::len), Some(1));
         let plain = post_record(&post("no link", None), now);
         assert!(plain.get("langs").is_none() && plain.get("facets").is_none());
+    }
+
+    #[test]
+    fn post_uris_split_into_repo_and_record_key() {
+        assert_eq!(
+            post_uri_parts("at://did:plc:abc/app.bsky.feed.post/3kf2577exva2x"),
+            Some(("did:plc:abc", "3kf2577exva2x"))
+        );
+        assert_eq!(
+            post_uri_parts("at://did:plc:abc/app.bsky.feed.like/3k"),
+            None
+        );
+        assert_eq!(post_uri_parts("at://did:plc:abc/app.bsky.feed.post/"), None);
+        assert_eq!(
+            post_uri_parts("at://did:plc:abc/app.bsky.feed.post/a/b"),
+            None
+        );
+        assert_eq!(post_uri_parts("https://bsky.app/profile/x/post/y"), None);
+        assert_eq!(
+            strong_ref(&json!({"uri": "at://d/app.bsky.feed.post/k", "cid": "bafy", "value": {}})),
+            Some(json!({"uri": "at://d/app.bsky.feed.post/k", "cid": "bafy"}))
+        );
+        assert_eq!(
+            strong_ref(&json!({"uri": "at://d/app.bsky.feed.post/k"})),
+            None
+        );
     }
 
     #[test]

@@ -198,7 +198,7 @@ pub fn info(platform: Platform) -> PlatformInfo {
             true,
             true,
             true,
-            media(4, false, &JPEG_PNG_GIF_WEBP, 8 * MB, false),
+            media(4, false, &JPEG_PNG_GIF_WEBP, 8 * MB, true),
         ),
         Platform::Webhook => (
             "Webhook",
@@ -225,7 +225,7 @@ pub fn info(platform: Platform) -> PlatformInfo {
         connect,
         configured: true,
         not_configured: None,
-        publishes: publishes(platform),
+        publishes: true,
         text: TextRules {
             limit: default_limit(platform),
             unit,
@@ -239,12 +239,18 @@ pub fn info(platform: Platform) -> PlatformInfo {
     }
 }
 
-/// Networks whose connector is built.
-fn publishes(platform: Platform) -> bool {
-    matches!(
-        platform,
-        Platform::Mastodon | Platform::Bluesky | Platform::Webhook | Platform::Sandbox
-    )
+/// The settings prefix of a network that needs an app registration
+/// (`HERALD_X` for `HERALD_X_CLIENT_ID`, …); `None` for the others (Mastodon
+/// registers itself on each instance).
+pub fn client_settings(platform: Platform) -> Option<&'static str> {
+    match platform {
+        Platform::X => Some("HERALD_X"),
+        Platform::Linkedin => Some("HERALD_LINKEDIN"),
+        Platform::Facebook => Some("HERALD_FACEBOOK"),
+        Platform::Instagram => Some("HERALD_INSTAGRAM"),
+        Platform::Threads => Some("HERALD_THREADS"),
+        _ => None,
+    }
 }
 
 fn text_facts(platform: Platform) -> (&'static str, &'static str) {

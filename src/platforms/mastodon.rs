@@ -8,6 +8,18 @@
 //!
 //! Access tokens never expire and there is no refresh token, so any 401 means
 //! an admin must reconnect the account.
+//!
+//! Threads: each later part answers its parent (`in_reply_to_id`). Images are
+//! downloaded from their URL, uploaded with `POST /api/v2/media` (multipart
+//! `file` and `description` = alt text; a 202 is polled with
+//! `GET /api/v1/media/:id` until its `url` is set, for at most 30 s) and
+//! attached with `media_ids[]`. An upload repeated by a retry leaves an
+//! unattached file on the instance, which Mastodon removes on its own after
+//! a day; it never makes a second post. `remote_id` is the status id.
+//!
+//! OAuth: Herald registers itself on each instance ([`Mastodon::register_app`]),
+//! then uses [`Mastodon::oauth_app`] (PKCE when the instance's metadata
+//! offers S256, i.e. 4.3+) and [`Mastodon::connect`].
 
 use std::time::Duration;
 
@@ -17,7 +29,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::connector::retry_after_seconds;
-use super::{AccountSession, Connector, ConnectorError, Post, Published};
+use super::{
+    AccountSession, ConnectRequest, Connected, Connector, ConnectorError, Credentials, MediaItem,
+    OAuthApp, Post, Published, TokenSet,
+};
 
 /// Keys expire after an hour on the instance; past this age a repeat could post twice.
 const IDEMPOTENT_RETRY_WINDOW: chrono::Duration = chrono::Duration::minutes(55);
@@ -31,6 +46,20 @@ const MAX_PAGES: usize = 50;
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Mastodon's regional language codes; any other tag is sent as its primary subtag.
 const REGIONAL_LANGUAGES: [&str; 4] = ["zh-CN", "zh-HK", "zh-TW", "zh-YUE"];
+/// `configuration.statuses.max_media_attachments` by default.
+const MAX_IMAGES: usize = 4;
+/// `configuration.media_attachments.image_size_limit` by default (16 MB).
+const MAX_IMAGE_BYTES: usize = 16 * 1024 * 1024;
+/// First wait before polling an attachment still processing; doubles up to
+/// `MEDIA_POLL_MAX_WAIT`.
+const MEDIA_POLL_FIRST_WAIT: Duration = Duration::from_millis(250);
+const MEDIA_POLL_MAX_WAIT: Duration = Duration::from_secs(2);
+/// An attachment still processing after this long fails the attempt (transient).
+const MEDIA_POLL_BUDGET: Duration = Duration::from_secs(30);
+/// The scopes Herald asks for: verify_credentials, post, upload, read
+/// context and mentions (space-separated, platforms.md §1.1).
+pub const OAUTH_SCOPES: &str =
+    "read:accounts write:statuses write:media read:statuses read:notifications";
 
 /// Publishes statuses on the account's own instance (`AccountSession::base_url`)
 /// with the `access_token` credential.
@@ -108,14 +137,13 @@ impl Mastodon {
         })
     }
 
-    async fn post_status(&self, target: &Target, post: &Post) -> Result<Published, ConnectorError> {
-        let mut form = vec![
-            ("status", post.text.clone()),
-            ("visibility", "public".into()),
-        ];
-        if let Some(language) = post.language.as_deref().and_then(mastodon_language) {
-            form.push(("language", language));
-        }
+    async fn post_status(
+        &self,
+        target: &Target,
+        post: &Post,
+        media_ids: &[String],
+    ) -> Result<Published, ConnectorError> {
+        let form = status_form(post, media_ids);
         let response = self
             .http
             .post(format!("{}/api/v1/statuses", target.base))
@@ -226,7 +254,8 @@ impl Connector for Mastodon {
         post: &Post,
     ) -> Result<Published, ConnectorError> {
         let target = Self::target(account).await?;
-        self.post_status(&target, post).await
+        let media_ids = self.upload_media(&target, &post.media).await?;
+        self.post_status(&target, post, &media_ids).await
     }
 
     /// Within 55 minutes of the first attempt: post again with the same
@@ -243,28 +272,380 @@ impl Connector for Mastodon {
         // again with the same key returns the original or creates it once.
         let now = Utc::now();
         if now - post.first_attempt_at < IDEMPOTENT_RETRY_WINDOW && now <= post.deadline {
-            return self.post_status(&target, post).await.map(Some);
+            let media_ids = self.upload_media(&target, &post.media).await?;
+            return self.post_status(&target, post, &media_ids).await.map(Some);
         }
         self.find_by_listing(&target, post).await
     }
 
+    /// `DELETE /api/v1/statuses/:id`; a 404 (already deleted, or never
+    /// this account's) counts as done.
     async fn delete(
         &self,
-        _account: &AccountSession,
-        _remote_id: &str,
+        account: &AccountSession,
+        remote_id: &str,
     ) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "deleting Mastodon posts is not built yet".into(),
-            status: None,
-        })
+        let target = Self::target(account).await?;
+        let id = remote_id.trim();
+        if id.is_empty() {
+            return Err(ConnectorError::Rejected {
+                message: "no Mastodon status id to delete".into(),
+                status: None,
+            });
+        }
+        let mut url =
+            url::Url::parse(&format!("{}/api/v1/statuses", target.base)).map_err(|_| {
+                ConnectorError::Rejected {
+                    message: "the account's instance base URL is not a URL".into(),
+                    status: None,
+                }
+            })?;
+        url.path_segments_mut()
+            .map_err(|_| ConnectorError::Rejected {
+                message: "the account's instance base URL cannot have a path".into(),
+                status: None,
+            })?
+            .push(id);
+        let response = self
+            .http
+            .delete(url)
+            .bearer_auth(&target.token)
+            .send()
+            .await
+            .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
+        let (status, headers, body) = read(response).await.map_err(retryable)?;
+        match status.as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(classify(status, &headers, &body)),
+        }
     }
 
-    async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "checking Mastodon accounts is not built yet".into(),
-            status: None,
-        })
+    /// `GET /api/v1/accounts/verify_credentials`.
+    async fn check(&self, account: &AccountSession) -> Result<(), ConnectorError> {
+        let target = Self::target(account).await?;
+        self.get_json(&target, "/api/v1/accounts/verify_credentials")
+            .await
+            .map(|_| ())
+            .map_err(retryable)
     }
+}
+
+impl Mastodon {
+    /// Download, upload and (if needed) wait for every image; their ids in order.
+    async fn upload_media(
+        &self,
+        target: &Target,
+        media: &[MediaItem],
+    ) -> Result<Vec<String>, ConnectorError> {
+        if media.len() > MAX_IMAGES {
+            return Err(ConnectorError::Rejected {
+                message: format!(
+                    "{} images: Mastodon allows at most {MAX_IMAGES} on one post",
+                    media.len()
+                ),
+                status: None,
+            });
+        }
+        let mut ids = Vec::with_capacity(media.len());
+        for (index, item) in media.iter().enumerate() {
+            let number = index + 1;
+            let image =
+                download_image(&self.http, item, number, MAX_IMAGE_BYTES, "Mastodon").await?;
+            ids.push(self.upload_image(target, &image, item, number).await?);
+        }
+        Ok(ids)
+    }
+
+    /// `POST /api/v2/media` (multipart `file` + `description`); a 202 is
+    /// polled until the attachment has a `url`. Nothing here can publish
+    /// anything, so no failure is `Unknown`.
+    async fn upload_image(
+        &self,
+        target: &Target,
+        image: &DownloadedImage,
+        item: &MediaItem,
+        number: usize,
+    ) -> Result<String, ConnectorError> {
+        let boundary = format!(
+            "herald-{}",
+            rand::distributions::DistString::sample_string(
+                &rand::distributions::Alphanumeric,
+                &mut rand::thread_rng(),
+                24
+            )
+        );
+        let filename = format!("image-{number}.{}", extension_of(&image.content_type));
+        let body = multipart_body(
+            &boundary,
+            item.alt.as_deref().map(str::trim).filter(|a| !a.is_empty()),
+            &filename,
+            &image.content_type,
+            &image.bytes,
+        );
+        let response = self
+            .http
+            .post(format!("{}/api/v2/media", target.base))
+            .bearer_auth(&target.token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
+        let (status, headers, body) = read(response).await.map_err(retryable)?;
+        if !status.is_success() {
+            return Err(classify(status, &headers, &body));
+        }
+        let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let id = id_of(&json["id"]).ok_or_else(|| ConnectorError::Transient {
+            message: format!("Mastodon accepted image {number} but gave no attachment id"),
+            status: Some(status.as_u16()),
+        })?;
+        if status == StatusCode::ACCEPTED || json["url"].is_null() {
+            self.wait_for_media(target, &id, number).await?;
+        }
+        Ok(id)
+    }
+
+    /// Poll `GET /api/v1/media/:id` until the attachment is processed (200
+    /// with a `url`; 206 means still processing), for at most `MEDIA_POLL_BUDGET`.
+    async fn wait_for_media(
+        &self,
+        target: &Target,
+        id: &str,
+        number: usize,
+    ) -> Result<(), ConnectorError> {
+        let started = std::time::Instant::now();
+        let mut wait = MEDIA_POLL_FIRST_WAIT;
+        let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        loop {
+            tokio::time::sleep(wait).await;
+            let response = self
+                .http
+                .get(format!("{}/api/v1/media/{id}", target.base))
+                .bearer_auth(&target.token)
+                .send()
+                .await
+                .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
+            let (status, headers, body) = read(response).await.map_err(retryable)?;
+            if !status.is_success() {
+                return Err(classify(status, &headers, &body));
+            }
+            let ready = status != StatusCode::PARTIAL_CONTENT
+                && serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .is_some_and(|v| v["url"].as_str().is_some_and(|u| !u.is_empty()));
+            if ready {
+                return Ok(());
+            }
+            if started.elapsed() + wait > MEDIA_POLL_BUDGET {
+                return Err(ConnectorError::Transient {
+                    message: format!(
+                        "Mastodon was still processing image {number} after {} s",
+                        MEDIA_POLL_BUDGET.as_secs()
+                    ),
+                    status: Some(status.as_u16()),
+                });
+            }
+            wait = (wait * 2).min(MEDIA_POLL_MAX_WAIT);
+        }
+    }
+}
+
+/// The form of `POST /api/v1/statuses`.
+fn status_form(post: &Post, media_ids: &[String]) -> Vec<(&'static str, String)> {
+    let mut form = vec![
+        ("status", post.text.clone()),
+        ("visibility", "public".into()),
+    ];
+    if let Some(language) = post.language.as_deref().and_then(mastodon_language) {
+        form.push(("language", language));
+    }
+    if let Some(parent) = post
+        .reply_to
+        .as_ref()
+        .map(|r| r.parent_id.trim())
+        .filter(|p| !p.is_empty())
+    {
+        form.push(("in_reply_to_id", parent.to_string()));
+    }
+    for id in media_ids {
+        form.push(("media_ids[]", id.clone()));
+    }
+    form
+}
+
+/// A read or an idempotent call (upload, delete, check) cannot have an
+/// unknown outcome that matters: trying again is safe.
+fn retryable(error: ConnectorError) -> ConnectorError {
+    match error {
+        ConnectorError::Unknown { message } => ConnectorError::Transient {
+            message,
+            status: None,
+        },
+        other => other,
+    }
+}
+
+/// An image fetched from its `MediaItem::url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedImage {
+    pub bytes: Vec<u8>,
+    /// `image/jpeg`, …: the item's own type, else sniffed from the bytes,
+    /// else the server's `Content-Type`.
+    pub content_type: String,
+}
+
+/// Download image number `number` (1-based, for messages) of a post, at most
+/// `max_bytes` (more is `Rejected`: the network would refuse it). Failures
+/// name the image by number, never by URL (a signed URL may carry a token).
+/// Nothing is published by a download, so no failure is `Unknown`.
+pub async fn download_image(
+    http: &reqwest::Client,
+    item: &MediaItem,
+    number: usize,
+    max_bytes: usize,
+    network: &str,
+) -> Result<DownloadedImage, ConnectorError> {
+    let failed = |e: reqwest::Error| match ConnectorError::from_reqwest(&e) {
+        ConnectorError::Rejected { .. } => ConnectorError::Rejected {
+            message: format!("image {number} has an invalid URL"),
+            status: None,
+        },
+        other => ConnectorError::Transient {
+            message: format!(
+                "could not download image {number}: {}",
+                super::connector::describe_reqwest(&e)
+            ),
+            status: other.status(),
+        },
+    };
+    let too_big = |size: String| ConnectorError::Rejected {
+        message: format!(
+            "image {number} is {size} bytes: {network} accepts at most {max_bytes} bytes per image"
+        ),
+        status: None,
+    };
+    let mut response = http.get(&item.url).send().await.map_err(failed)?;
+    let status = response.status();
+    if !status.is_success() {
+        let message = format!(
+            "could not download image {number}: its address answered {}",
+            status.as_u16()
+        );
+        return Err(match status.as_u16() {
+            408 | 425 | 429 | 500..=599 => ConnectorError::Transient {
+                message,
+                status: None,
+            },
+            _ => ConnectorError::Rejected {
+                message,
+                status: None,
+            },
+        });
+    }
+    if let Some(length) = response.content_length() {
+        if length > max_bytes as u64 {
+            return Err(too_big(length.to_string()));
+        }
+    }
+    let served_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > max_bytes {
+            return Err(too_big(format!("more than {max_bytes}")));
+        }
+    }
+    if bytes.is_empty() {
+        return Err(ConnectorError::Rejected {
+            message: format!("image {number} is empty"),
+            status: None,
+        });
+    }
+    let content_type = item
+        .content_type
+        .as_deref()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .or_else(|| sniff_image_type(&bytes).map(str::to_string))
+        .or(served_type)
+        .unwrap_or_default();
+    if !content_type.starts_with("image/") {
+        return Err(ConnectorError::Rejected {
+            message: format!("image {number} is not an image (type '{content_type}')"),
+            status: None,
+        });
+    }
+    Ok(DownloadedImage {
+        bytes,
+        content_type,
+    })
+}
+
+/// The image type of `bytes` from their magic number (JPEG, PNG, GIF, WebP).
+pub fn sniff_image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+fn extension_of(content_type: &str) -> &'static str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        _ => "bin",
+    }
+}
+
+/// A `multipart/form-data` body with an optional `description` and the `file`.
+fn multipart_body(
+    boundary: &str,
+    description: Option<&str>,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    if let Some(description) = description {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(description.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
 }
 
 /// The parts of a Mastodon Status Herald uses.
@@ -534,16 +915,169 @@ fn normalize_text(text: &str) -> String {
     out
 }
 
+/// The instance address of `base_url`, without a trailing slash, if it is an http(s) URL.
+fn instance_base(base_url: &str) -> Result<String, ConnectorError> {
+    let base = base_url.trim().trim_end_matches('/');
+    match url::Url::parse(base) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(base.to_string())
+        }
+        _ => Err(ConnectorError::Rejected {
+            message: format!("the Mastodon instance address is not an http(s) URL: {base}"),
+            status: None,
+        }),
+    }
+}
+
+/// Whether the instance's OAuth metadata offers PKCE S256.
+pub fn metadata_offers_pkce(metadata: &Value) -> bool {
+    metadata["code_challenge_methods_supported"]
+        .as_array()
+        .is_some_and(|methods| methods.iter().any(|m| m.as_str() == Some("S256")))
+}
+
 impl Mastodon {
-    /// After the OAuth code exchange on an instance: the account's credentials.
+    /// Register Herald on an instance: `POST /api/v1/apps` with
+    /// `client_name`, `redirect_uris`, `scopes` and `website` (the origin of
+    /// `redirect_uri`, Herald's public address). Returns `(client_id, client_secret)`.
+    pub async fn register_app(
+        &self,
+        base_url: &str,
+        client_name: &str,
+        redirect_uri: &str,
+        scopes: &str,
+    ) -> Result<(String, String), ConnectorError> {
+        let base = instance_base(base_url)?;
+        let mut form = vec![
+            ("client_name", client_name.to_string()),
+            ("redirect_uris", redirect_uri.to_string()),
+            ("scopes", scopes.to_string()),
+        ];
+        if let Some(website) = url::Url::parse(redirect_uri)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|u| u.origin().ascii_serialization())
+        {
+            form.push(("website", website));
+        }
+        let response = self
+            .http
+            .post(format!("{base}/api/v1/apps"))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
+        let (status, headers, body) = read(response).await.map_err(retryable)?;
+        if !status.is_success() {
+            return Err(match status.as_u16() {
+                // No token is involved: a 401/403 here is the instance refusing apps.
+                401 | 403 => ConnectorError::Rejected {
+                    message: error_text(status, &body),
+                    status: Some(status.as_u16()),
+                },
+                _ => classify(status, &headers, &body),
+            });
+        }
+        let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        match (
+            json["client_id"].as_str().filter(|s| !s.is_empty()),
+            json["client_secret"].as_str().filter(|s| !s.is_empty()),
+        ) {
+            (Some(id), Some(secret)) => Ok((id.to_string(), secret.to_string())),
+            _ => Err(ConnectorError::Rejected {
+                message: "the instance registered the app but sent no client_id or client_secret"
+                    .into(),
+                status: Some(status.as_u16()),
+            }),
+        }
+    }
+
+    /// The OAuth app of an instance where Herald registered as
+    /// `client_id`: `{base}/oauth/authorize` and `{base}/oauth/token`, the
+    /// client secret in the form body, Herald's scopes, and PKCE S256 when
+    /// `GET /.well-known/oauth-authorization-server` (4.3+) lists it in
+    /// `code_challenge_methods_supported` (no metadata or an error: no PKCE).
+    pub async fn oauth_app(
+        &self,
+        base_url: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> OAuthApp {
+        let base = base_url.trim().trim_end_matches('/').to_string();
+        let pkce = match self
+            .http
+            .get(format!("{base}/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => response
+                .json::<Value>()
+                .await
+                .is_ok_and(|metadata| metadata_offers_pkce(&metadata)),
+            _ => false,
+        };
+        OAuthApp {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            authorize_url: format!("{base}/oauth/authorize"),
+            token_url: format!("{base}/oauth/token"),
+            scopes: OAUTH_SCOPES.split(' ').map(str::to_string).collect(),
+            pkce,
+            basic_auth: false,
+            comma_scopes: false,
+            token_via_get: false,
+        }
+    }
+
+    /// After the OAuth code exchange on the instance `request.base_url`:
+    /// `verify_credentials` with the new token; the credentials are the
+    /// `access_token` (Mastodon tokens do not expire and come without a
+    /// refresh token), the name `@username@host`.
     pub async fn connect(
         &self,
-        _tokens: super::TokenSet,
-        _request: &super::ConnectRequest,
-    ) -> Result<super::Connected, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            message: "connecting Mastodon accounts through OAuth is not built yet".into(),
-            status: None,
+        tokens: TokenSet,
+        request: &ConnectRequest,
+    ) -> Result<Connected, ConnectorError> {
+        let base = request
+            .base_url
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())
+            .ok_or_else(|| ConnectorError::Rejected {
+                message: "connecting a Mastodon account needs the instance's base URL".into(),
+                status: None,
+            })?;
+        let base = instance_base(base)?;
+        let target = Target {
+            base: base.clone(),
+            token: tokens.access_token().to_string(),
+        };
+        let me = self
+            .get_json(&target, "/api/v1/accounts/verify_credentials")
+            .await
+            .map_err(retryable)?;
+        let username = me["username"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| ConnectorError::Rejected {
+                message: "verify_credentials gave no username".into(),
+                status: None,
+            })?;
+        let host = url::Url::parse(&base)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_default();
+        let mut credentials = Credentials::default();
+        credentials.set("access_token", tokens.access_token());
+        Ok(Connected {
+            credentials,
+            remote_name: Some(format!("@{username}@{host}")),
+            expires_at: None,
         })
     }
 }
@@ -672,6 +1206,85 @@ mod tests {
         );
         assert_eq!(html_to_text("<p>a &unknown; & b</p>"), "a &unknown; & b");
         assert_eq!(html_to_text("<p>broken <b"), "broken <b");
+    }
+
+    #[test]
+    fn image_types_are_sniffed_from_magic_bytes() {
+        assert_eq!(
+            sniff_image_type(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some("image/jpeg")
+        );
+        assert_eq!(
+            sniff_image_type(b"\x89PNG\r\n\x1a\n...."),
+            Some("image/png")
+        );
+        assert_eq!(sniff_image_type(b"GIF89a.."), Some("image/gif"));
+        assert_eq!(
+            sniff_image_type(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some("image/webp")
+        );
+        assert_eq!(sniff_image_type(b"<html>"), None);
+        assert_eq!(extension_of("image/png"), "png");
+    }
+
+    #[test]
+    fn the_upload_body_is_multipart_with_description_then_file() {
+        let body = multipart_body(
+            "B0UND",
+            Some("Kettle, front"),
+            "image-1.jpg",
+            "image/jpeg",
+            b"\xff\xd8\xff",
+        );
+        let expected = b"--B0UND\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\nKettle, front\r\n--B0UND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"image-1.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xff\r\n--B0UND--\r\n";
+        assert_eq!(body, expected.to_vec());
+        let without = multipart_body("B", None, "f.png", "image/png", b"x");
+        assert!(!String::from_utf8_lossy(&without).contains("description"));
+    }
+
+    #[test]
+    fn the_status_form_carries_the_parent_and_media_ids() {
+        let post = Post {
+            text: "2/2".into(),
+            language: Some("fr-CA".into()),
+            reply_to: Some(crate::platforms::ReplyTarget {
+                root_id: "1".into(),
+                parent_id: "7".into(),
+            }),
+            ..Default::default()
+        };
+        let form = status_form(&post, &["10".into(), "11".into()]);
+        assert_eq!(
+            form,
+            vec![
+                ("status", "2/2".to_string()),
+                ("visibility", "public".to_string()),
+                ("language", "fr".to_string()),
+                ("in_reply_to_id", "7".to_string()),
+                ("media_ids[]", "10".to_string()),
+                ("media_ids[]", "11".to_string()),
+            ]
+        );
+        let first = Post {
+            text: "1/2".into(),
+            ..Default::default()
+        };
+        assert_eq!(status_form(&first, &[]).len(), 2);
+    }
+
+    #[test]
+    fn pkce_is_used_only_when_the_metadata_offers_s256() {
+        let with = serde_json::json!({"code_challenge_methods_supported": ["S256"]});
+        let plain = serde_json::json!({"code_challenge_methods_supported": ["plain"]});
+        assert!(metadata_offers_pkce(&with));
+        assert!(!metadata_offers_pkce(&plain));
+        assert!(!metadata_offers_pkce(&serde_json::json!({})));
+        assert!(instance_base("https://mastodon.social/").is_ok());
+        assert_eq!(
+            instance_base("https://mastodon.social/").unwrap(),
+            "https://mastodon.social"
+        );
+        assert!(instance_base("mastodon.social").is_err());
     }
 
     #[test]

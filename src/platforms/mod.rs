@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod connector;
 pub mod discord;
 pub mod facebook;
+pub mod graph;
 pub mod instagram;
 pub mod linkedin;
 pub mod mastodon;

@@ -49,6 +49,7 @@ pub struct OAuthApp {
 /// send no `token_type`; Threads sends `user_id`), so every field but the
 /// access token is optional, and unknown fields are kept in `extra`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub struct TokenSet {
     access_token: AccessToken,
     #[serde(default = "bearer")]
@@ -65,6 +66,54 @@ pub struct TokenSet {
     scope: Option<Vec<Scope>>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The fields of a token answer, as sent.
+#[derive(Deserialize)]
+struct TokenFields {
+    access_token: AccessToken,
+    #[serde(default = "bearer")]
+    token_type: BasicTokenType,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<RefreshToken>,
+    #[serde(default, deserialize_with = "scopes_from_string")]
+    scope: Option<Vec<Scope>>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TryFrom<serde_json::Value> for TokenSet {
+    type Error = serde_json::Error;
+
+    /// Instagram Login may wrap its answer in `{"data": [{…}]}`: take the
+    /// first element then.
+    fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
+        let value = match value {
+            serde_json::Value::Object(mut map)
+                if !map.contains_key("access_token") && map.contains_key("data") =>
+            {
+                match map.remove("data") {
+                    Some(serde_json::Value::Array(mut items)) if !items.is_empty() => {
+                        items.swap_remove(0)
+                    }
+                    Some(other) => other,
+                    None => serde_json::Value::Null,
+                }
+            }
+            other => other,
+        };
+        let f: TokenFields = serde_json::from_value(value)?;
+        Ok(TokenSet {
+            access_token: f.access_token,
+            token_type: f.token_type,
+            expires_in: f.expires_in,
+            refresh_token: f.refresh_token,
+            scope: f.scope,
+            extra: f.extra,
+        })
+    }
 }
 
 fn bearer() -> BasicTokenType {
@@ -267,8 +316,8 @@ impl OAuthApp {
 
 /// oauth2's HTTP calls, made with Herald's client; remembers the last status
 /// so a failure can be classified.
-struct Transport<'a> {
-    http: &'a reqwest::Client,
+struct Transport {
+    http: reqwest::Client,
     via_get: bool,
     status: Arc<Mutex<Option<u16>>>,
 }
@@ -277,10 +326,10 @@ struct Transport<'a> {
 #[error("{0}")]
 struct TransportError(String, bool);
 
-impl<'a> Transport<'a> {
-    fn new(http: &'a reqwest::Client, via_get: bool) -> Self {
+impl Transport {
+    fn new(http: &reqwest::Client, via_get: bool) -> Self {
         Self {
-            http,
+            http: http.clone(),
             via_get,
             status: Arc::new(Mutex::new(None)),
         }
@@ -289,7 +338,8 @@ impl<'a> Transport<'a> {
     fn call(
         &self,
         request: HttpRequest,
-    ) -> impl std::future::Future<Output = Result<HttpResponse, TransportError>> + 'a {
+    ) -> impl std::future::Future<Output = Result<HttpResponse, TransportError>> + Send + 'static
+    {
         let http = self.http.clone();
         let via_get = self.via_get;
         let status_slot = self.status.clone();
@@ -480,5 +530,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.refresh_token(), None);
+        // Instagram Login's wrapped answer.
+        let t: TokenSet = serde_json::from_str(
+            r#"{"data":[{"access_token":"D","user_id":"1784","permissions":"instagram_business_basic"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.access_token(), "D");
+        assert_eq!(t.extra_str("user_id").as_deref(), Some("1784"));
     }
 }

@@ -154,6 +154,11 @@ pub struct SandboxPostResponse {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Where the post can be read in Herald's API.
     pub url: String,
+    /// The sandbox post this one answers (a thread's earlier part, a corrected post).
+    pub in_reply_to: Option<String>,
+    /// Images, as the networks would fetch them.
+    #[schema(value_type = Vec<Object>)]
+    pub media: Vec<serde_json::Value>,
 }
 
 impl From<super::sandbox::SandboxPost> for SandboxPostResponse {
@@ -166,6 +171,12 @@ impl From<super::sandbox::SandboxPost> for SandboxPostResponse {
             text: post.text,
             language: post.language,
             created_at: post.created_at.and_utc(),
+            in_reply_to: post.in_reply_to,
+            media: post
+                .media
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -240,4 +251,43 @@ pub async fn get_sandbox_post(
         })
         .await?;
     Ok(HttpResponse::Ok().json(SandboxPostResponse::from(post)))
+}
+
+/// Every network Herald knows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformList {
+    pub platforms: Vec<super::catalog::PlatformInfo>,
+}
+
+/// Every network: how accounts connect, whether this Herald is configured
+/// for it, its text and media rules, and what it allows (threads, replies,
+/// delete, edit).
+#[utoipa::path(
+    tag = "accounts",
+    responses((status = 200, description = "The eleven networks", body = PlatformList)),
+    security(("api_key" = []))
+)]
+#[get("/platforms")]
+pub async fn list_platforms(
+    state: web::Data<AppState>,
+    _caller: Caller,
+) -> ApiResult<HttpResponse> {
+    let platforms = Platform::ALL
+        .into_iter()
+        .map(|p| {
+            let mut info = super::catalog::info(p);
+            if let Some(var) = super::catalog::client_settings(p) {
+                let configured = state.connectors.oauth_app(p).is_some();
+                info.configured = configured;
+                if !configured {
+                    info.not_configured = Some(format!(
+                        "not configured: set {var}_CLIENT_ID and {var}_CLIENT_SECRET to the app registered with {}",
+                        info.name
+                    ));
+                }
+            }
+            info
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(PlatformList { platforms }))
 }

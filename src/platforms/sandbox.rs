@@ -20,6 +20,10 @@ pub struct SandboxPost {
     pub text: String,
     pub language: Option<String>,
     pub created_at: NaiveDateTime,
+    /// The sandbox post this one answers (a thread's earlier part, a corrected post).
+    pub in_reply_to: Option<String>,
+    /// Images: JSON `[{url, alt}]`.
+    pub media: Option<String>,
 }
 
 impl SandboxPost {
@@ -121,6 +125,16 @@ impl Connector for Sandbox {
             text: post.text.clone(),
             language: post.language.clone(),
             created_at: db::now(),
+            in_reply_to: post.reply_to.as_ref().map(|r| r.parent_id.clone()),
+            media: (!post.media.is_empty()).then(|| {
+                serde_json::Value::Array(
+                    post.media
+                        .iter()
+                        .map(|m| serde_json::json!({"url": m.url, "alt": m.alt}))
+                        .collect(),
+                )
+                .to_string()
+            }),
         };
         let stored = self
             .run(move |conn| {

@@ -92,10 +92,8 @@ pub fn check(platform: Platform, text: &str, limit_override: Option<usize>) -> T
                 ));
             }
         }
-        Platform::Instagram => problems.push(
-            "instagram needs an image or video: a text-only variant cannot be published"
-                .to_string(),
-        ),
+        // Instagram's image requirement is a media rule, checked with the
+        // whole variant (`statements::validate_content`).
         _ => {}
     }
 
@@ -440,8 +438,8 @@ mod tests {
     }
 
     #[test]
-    fn every_network_but_instagram_is_ok_at_the_limit() {
-        for platform in ALL.into_iter().filter(|p| *p != Platform::Instagram) {
+    fn every_network_is_ok_at_the_limit() {
+        for platform in ALL {
             let report = check(platform, &"a".repeat(default_limit(platform)), None);
             assert!(report.ok(), "{platform:?}: {:?}", report.problems);
         }
@@ -512,14 +510,10 @@ mod tests {
     // --- instagram ----------------------------------------------------------------------------
 
     #[test]
-    fn instagram_is_always_flagged_for_missing_media() {
-        let message = "instagram needs an image or video: a text-only variant cannot be published";
-        let report = check(Platform::Instagram, "Short caption", None);
-        assert_eq!(report.problems, vec![message.to_string()]);
-        assert!(!report.ok());
+    fn instagram_captions_are_measured_like_any_text() {
+        assert!(check(Platform::Instagram, "Short caption", None).ok());
         let report = check(Platform::Instagram, &"a".repeat(2_201), None);
-        assert_eq!(report.problems.len(), 2);
-        assert!(report.problems.contains(&message.to_string()));
+        assert_eq!(report.problems.len(), 1);
     }
 
     // --- grapheme networks: emoji, combining marks ----------------------------------------------

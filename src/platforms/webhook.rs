@@ -51,6 +51,18 @@ struct Delivery<'a> {
     language: Option<&'a str>,
     planned_at: String,
     sent_at: String,
+    /// Which part of a thread (0: the first, or only, part).
+    #[serde(skip_serializing_if = "is_zero")]
+    part: usize,
+    /// The id this receiver gave the part (or post) this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_reply_to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    media: Vec<serde_json::Value>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Webhook {
@@ -114,7 +126,14 @@ impl Webhook {
         // The status line decides; a 2xx whose body cannot be read was still accepted.
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            return Ok(published(&text, &post.delivery_id));
+            // Without an id from the receiver, a delivery is known by its
+            // id, and a later part of a thread by its own key.
+            let fallback = if post.part == 0 {
+                &post.delivery_id
+            } else {
+                &post.idempotency_key
+            };
+            return Ok(published(&text, fallback));
         }
         Err(classify(status, retry_after, &text))
     }
@@ -184,6 +203,13 @@ fn delivery_body(account: &AccountSession, post: &Post, sent_at: DateTime<Utc>) 
         language: post.language.as_deref(),
         planned_at: instant(post.planned_at),
         sent_at: instant(sent_at),
+        part: post.part,
+        in_reply_to: post.reply_to.as_ref().map(|r| r.parent_id.as_str()),
+        media: post
+            .media
+            .iter()
+            .map(|m| serde_json::json!({"url": m.url, "alt": m.alt}))
+            .collect(),
     };
     // Serialising plain strings and numbers cannot fail.
     serde_json::to_vec(&delivery).unwrap_or_default()

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::store::{Statement, StatementError};
-use super::{validate_variant, Kind, Severity, Status};
+use super::{validate_content, Kind, MediaRef, Severity, Status, VariantContent};
 use crate::http::error::{ApiError, FieldError};
 use crate::platforms::{self, Platform};
 
@@ -32,6 +32,24 @@ pub struct VariantInput {
         example = "We are recalling batch 42 of the K-200 kettle. Stop using it; refunds at https://example.com/recall"
     )]
     pub text: String,
+    /// Later parts of a thread, in order, each checked like `text`.
+    /// Networks with threads publish them as replies (X, Bluesky, Mastodon,
+    /// Threads, Telegram) or as comments (LinkedIn, Facebook); see `GET /v1/platforms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thread: Vec<String>,
+    /// Images of the first part (Instagram needs one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
+}
+
+impl VariantInput {
+    pub fn content(&self) -> VariantContent {
+        VariantContent {
+            text: self.text.clone(),
+            thread: self.thread.clone(),
+            media: self.media.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -84,6 +102,22 @@ where
 pub struct PutVariant {
     #[schema(min_length = 1)]
     pub text: String,
+    /// Later parts of a thread.
+    #[serde(default)]
+    pub thread: Vec<String>,
+    /// Images of the first part.
+    #[serde(default)]
+    pub media: Vec<MediaRef>,
+}
+
+impl PutVariant {
+    pub fn content(&self) -> VariantContent {
+        VariantContent {
+            text: self.text.clone(),
+            thread: self.thread.clone(),
+            media: self.media.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -102,7 +136,10 @@ pub struct RejectStatement {
 pub struct VariantResponse {
     pub platform: Platform,
     pub text: String,
-    /// Length in the network's unit.
+    /// Later parts of the thread.
+    pub thread: Vec<String>,
+    pub media: Vec<MediaRef>,
+    /// Length in the network's unit (of the first part).
     pub used: usize,
     pub limit: usize,
     #[schema(example = "graphemes")]
@@ -163,8 +200,11 @@ impl From<Statement> for StatementResponse {
             .into_iter()
             .map(|(platform, v)| {
                 let report = platforms::check(platform, &v.text, None);
+                let content = v.content();
                 VariantResponse {
                     platform,
+                    thread: content.thread,
+                    media: content.media,
                     text: v.text,
                     used: report.used,
                     limit: report.limit,
@@ -230,7 +270,7 @@ pub struct ListStatements {
 pub(super) fn validate_variants(
     list: &[VariantInput],
     prefix: &str,
-) -> Result<Vec<(Platform, String)>, Vec<FieldError>> {
+) -> Result<Vec<(Platform, VariantContent)>, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut seen = Vec::new();
     for (i, v) in list.iter().enumerate() {
@@ -241,12 +281,14 @@ pub(super) fn validate_variants(
             ));
         }
         seen.push(v.platform);
-        if let Err(message) = validate_variant(v.platform, &v.text) {
-            errors.push(FieldError::new(format!("{prefix}[{i}].text"), message));
+        for (field, message) in
+            validate_content(v.platform, &v.content(), &format!("{prefix}[{i}]"))
+        {
+            errors.push(FieldError::new(field, message));
         }
     }
     if errors.is_empty() {
-        Ok(list.iter().map(|v| (v.platform, v.text.clone())).collect())
+        Ok(list.iter().map(|v| (v.platform, v.content())).collect())
     } else {
         Err(errors)
     }

@@ -156,6 +156,148 @@ pub fn validate_language(tag: &str) -> Result<String, String> {
     Ok(clean)
 }
 
+/// Most parts in one thread.
+pub const MAX_THREAD_PARTS: usize = 25;
+/// Longest alternative text of an image.
+pub const MAX_ALT_CHARS: usize = 1_500;
+
+/// An image of a variant: a public URL the networks can fetch, or an image
+/// uploaded to Herald (`POST /v1/media`), with its alternative text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MediaRef {
+    /// A public `http(s)` URL of the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri", example = "https://example.com/recall/k200.jpg")]
+    pub url: Option<String>,
+    /// The id of an image uploaded with `POST /v1/media`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    /// Alternative text, kept wherever the network has a field for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 1500,
+        example = "The K-200 kettle, batch number on its base"
+    )]
+    pub alt: Option<String>,
+}
+
+/// What one variant says on its network: the text, the later parts of a
+/// thread, and images (on the first part).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariantContent {
+    pub text: String,
+    pub thread: Vec<String>,
+    pub media: Vec<MediaRef>,
+}
+
+impl VariantContent {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Every part, the first one first.
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.text.as_str()).chain(self.thread.iter().map(String::as_str))
+    }
+}
+
+/// Check a whole variant against its network: each part's text, whether the
+/// network has threads, and its image rules. Errors are `(field, message)`
+/// with fields under `prefix` (`variants[0]`, or empty for a single variant).
+pub fn validate_content(
+    platform: Platform,
+    content: &VariantContent,
+    prefix: &str,
+) -> Vec<(String, String)> {
+    let field = |name: &str| {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    };
+    let info = platforms::catalog::info(platform);
+    let mut errors = Vec::new();
+    if let Err(message) = validate_variant(platform, &content.text) {
+        errors.push((field("text"), message));
+    }
+    if !content.thread.is_empty() && info.thread == platforms::catalog::ThreadMode::None {
+        errors.push((
+            field("thread"),
+            format!(
+                "{} has no threads: put the whole statement in one part",
+                info.name
+            ),
+        ));
+    } else if content.thread.len() + 1 > MAX_THREAD_PARTS {
+        errors.push((
+            field("thread"),
+            format!("at most {MAX_THREAD_PARTS} parts in a thread"),
+        ));
+    } else {
+        for (i, part) in content.thread.iter().enumerate() {
+            if let Err(message) = validate_variant(platform, part) {
+                errors.push((field(&format!("thread[{i}]")), message));
+            }
+        }
+    }
+    if content.media.len() > info.media.max_images {
+        errors.push((
+            field("media"),
+            if info.media.max_images == 0 {
+                format!("{} takes no images", info.name)
+            } else {
+                format!(
+                    "{} takes at most {} images on a post",
+                    info.name, info.media.max_images
+                )
+            },
+        ));
+    }
+    if content.media.is_empty() && info.media.required {
+        errors.push((
+            field("media"),
+            format!(
+                "{} needs an image: add one (the text goes in the caption)",
+                info.name
+            ),
+        ));
+    }
+    for (i, m) in content.media.iter().enumerate() {
+        let at = field(&format!("media[{i}]"));
+        match (&m.url, &m.media_id) {
+            (Some(url), None) => {
+                if let Err(message) = crate::accounts::validate_http_url(url) {
+                    errors.push((format!("{at}.url"), message));
+                }
+            }
+            (None, Some(id)) => {
+                if uuid::Uuid::parse_str(id).is_err() {
+                    errors.push((
+                        format!("{at}.media_id"),
+                        "is not the id of an uploaded image (POST /v1/media)".into(),
+                    ));
+                }
+            }
+            _ => errors.push((at.clone(), "give either url or media_id".into())),
+        }
+        if m.alt
+            .as_ref()
+            .is_some_and(|a| a.chars().count() > MAX_ALT_CHARS)
+        {
+            errors.push((
+                format!("{at}.alt"),
+                format!("must be at most {MAX_ALT_CHARS} characters"),
+            ));
+        }
+    }
+    errors
+}
+
 /// Check a variant's text against its network's default rules. Returns the
 /// problems joined into one message when it cannot be posted.
 pub fn validate_variant(platform: Platform, text: &str) -> Result<(), String> {

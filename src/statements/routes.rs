@@ -8,7 +8,7 @@ use super::dto::{
     StatementResponse, UpdateStatement,
 };
 use super::store::{self, ListFilter, NewStatement, Statement, StatementError, StatementPatch};
-use super::{effective_severity, validate_language, validate_title, validate_variant};
+use super::{effective_severity, validate_language, validate_title};
 use crate::app::AppState;
 use crate::db::DbConnection;
 use crate::http::auth::{Caller, Capability};
@@ -85,6 +85,7 @@ pub async fn create_statement(
     let (Some(title), Some(variants), true) = (title, variants, errors.is_empty()) else {
         return Err(ApiError::invalid_fields(errors));
     };
+    check_uploaded_media(&state, &variants, "variants").await?;
     let new = NewStatement {
         title,
         kind: body.kind,
@@ -191,6 +192,9 @@ pub async fn update_statement(
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
+    if let Some(list) = &variants {
+        check_uploaded_media(&state, list, "variants").await?;
+    }
     let patch = StatementPatch {
         title,
         kind: body.kind,
@@ -227,10 +231,20 @@ pub async fn put_variant(
     let (raw_id, raw_platform) = path.into_inner();
     let id = statement_id(&raw_id)?;
     let platform = platform_in_path(&raw_platform)?;
-    validate_variant(platform, &body.text).map_err(|m| ApiError::invalid("text", m))?;
+    let content = body.content();
+    let errors = crate::statements::validate_content(platform, &content, "");
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(
+            errors
+                .into_iter()
+                .map(|(f, m)| FieldError::new(f, m))
+                .collect(),
+        ));
+    }
+    check_uploaded_media(&state, &[(platform, content.clone())], "").await?;
     let actor = caller.name;
     let (statement, _created) = state
-        .db(move |conn| Ok(store::put_variant(conn, &actor, &id, platform, &body.text)?))
+        .db(move |conn| Ok(store::put_variant(conn, &actor, &id, platform, &content)?))
         .await?;
     Ok(ok(statement))
 }
@@ -393,4 +407,71 @@ pub async fn revise_statement(
         StatusCode::CREATED,
     )
     .await
+}
+
+/// Images given by `media_id` must have been uploaded, and suit the
+/// network: its image types and size limit (`GET /v1/platforms`).
+async fn check_uploaded_media(
+    state: &AppState,
+    variants: &[(Platform, crate::statements::VariantContent)],
+    prefix: &str,
+) -> ApiResult<()> {
+    let wanted: Vec<(String, Platform, String)> = variants
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (platform, content))| {
+            content.media.iter().enumerate().filter_map(move |(j, m)| {
+                let at = if prefix.is_empty() {
+                    format!("media[{j}].media_id")
+                } else {
+                    format!("{prefix}[{i}].media[{j}].media_id")
+                };
+                m.media_id.clone().map(|id| (at, *platform, id))
+            })
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let errors = state
+        .db(move |conn| {
+            let mut errors = Vec::new();
+            for (field, platform, id) in wanted {
+                let rules = crate::platforms::catalog::info(platform);
+                match crate::media::info(conn, &id)? {
+                    None => errors.push(FieldError::new(
+                        field,
+                        format!("no uploaded image with id '{id}' (POST /v1/media)"),
+                    )),
+                    Some(info) if !rules.media.types.contains(&info.content_type.as_str()) => {
+                        errors.push(FieldError::new(
+                            field,
+                            format!(
+                                "{} does not take {} images (it takes {})",
+                                rules.name,
+                                info.content_type,
+                                rules.media.types.join(", ")
+                            ),
+                        ))
+                    }
+                    Some(info) if info.size as u64 > rules.media.max_bytes => {
+                        errors.push(FieldError::new(
+                            field,
+                            format!(
+                                "the image is {} bytes; {} takes at most {}",
+                                info.size, rules.name, rules.media.max_bytes
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(errors)
+        })
+        .await?;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(errors))
+    }
 }

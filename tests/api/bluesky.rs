@@ -11,7 +11,9 @@ use futures_util::future::join_all;
 use herald::fakes::bluesky::{FakeBluesky, RateLimit, RateLimits};
 use herald::platforms::bluesky::Bluesky;
 use herald::platforms::connector::tid;
-use herald::platforms::{AccountSession, Connector, ConnectorError, Credentials, Platform, Post};
+use herald::platforms::{
+    AccountSession, Connector, ConnectorError, Credentials, MediaItem, Platform, Post, ReplyTarget,
+};
 
 const HANDLE: &str = "city.bsky.social";
 const PASSWORD: &str = "abcd-efgh-ijkl-mnop";
@@ -610,4 +612,190 @@ async fn bluesky_fake_allows_30_logins_per_five_minutes() {
     let free = http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(free.status(), 200);
     assert!(free.headers().get("ratelimit-limit").is_none());
+}
+
+fn part(text: &str, root: Option<&str>, parent: Option<&str>, n: usize) -> Post {
+    let mut p = post(text);
+    p.part = n;
+    p.reply_to = parent.map(|parent| ReplyTarget {
+        root_id: root.unwrap_or(parent).to_string(),
+        parent_id: parent.to_string(),
+    });
+    p
+}
+
+#[tokio::test]
+async fn bluesky_a_thread_of_three_parts_carries_root_and_parent_strong_refs() {
+    let (fake, account) = setup().await;
+    let first = connector()
+        .publish(&account, &part("1/3 Flood warning", None, None, 0))
+        .await
+        .unwrap();
+    let second = connector()
+        .publish(
+            &account,
+            &part(
+                "2/3 Roads closed",
+                Some(&first.remote_id),
+                Some(&first.remote_id),
+                1,
+            ),
+        )
+        .await
+        .unwrap();
+    let third = connector()
+        .publish(
+            &account,
+            &part(
+                "3/3 Shelters open",
+                Some(&first.remote_id),
+                Some(&second.remote_id),
+                2,
+            ),
+        )
+        .await
+        .unwrap();
+
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 3);
+    let (root, middle, last) = (&posts[0], &posts[1], &posts[2]);
+    assert_eq!(root.uri, first.remote_id);
+    assert_eq!(last.uri, third.remote_id);
+    assert_eq!(root.reply, None);
+    let reply = middle.reply.as_ref().expect("part 2 is a reply");
+    assert_eq!(
+        (reply.root_uri.as_str(), reply.root_cid.as_str()),
+        (root.uri.as_str(), root.cid.as_str())
+    );
+    assert_eq!(
+        (reply.parent_uri.as_str(), reply.parent_cid.as_str()),
+        (root.uri.as_str(), root.cid.as_str())
+    );
+    let reply = last.reply.as_ref().expect("part 3 is a reply");
+    assert_eq!(
+        (reply.root_uri.as_str(), reply.root_cid.as_str()),
+        (root.uri.as_str(), root.cid.as_str())
+    );
+    assert_eq!(
+        (reply.parent_uri.as_str(), reply.parent_cid.as_str()),
+        (middle.uri.as_str(), middle.cid.as_str())
+    );
+
+    // The parent is gone: the reply cannot be made.
+    connector()
+        .delete(&account, &third.remote_id)
+        .await
+        .unwrap();
+    let error = connector()
+        .publish(
+            &account,
+            &part("4/3", Some(&first.remote_id), Some(&third.remote_id), 3),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(error.to_string().contains("no longer exists"), "{error}");
+}
+
+fn image(url: String, alt: Option<&str>) -> MediaItem {
+    MediaItem {
+        url,
+        alt: alt.map(str::to_string),
+        content_type: None,
+    }
+}
+
+#[tokio::test]
+async fn bluesky_images_are_uploaded_as_blobs_and_embedded_with_alt_text() {
+    let (fake, account) = setup().await;
+    let mut p = post("Flood map and shelter list");
+    p.media = vec![
+        image(fake.image_url(), Some("Map of the flooded streets")),
+        image(fake.image_url_of_size(1_000_000), None),
+    ];
+
+    connector().publish(&account, &p).await.unwrap();
+
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1);
+    let images = &posts[0].images;
+    assert_eq!(images.len(), 2);
+    assert_eq!(images[0].alt, "Map of the flooded streets");
+    assert_eq!(images[0].mime_type, "image/jpeg");
+    assert_eq!(images[0].size, 256);
+    assert!(images[0].cid.starts_with("bafkrei"));
+    assert_eq!(images[1].alt, "", "no alt text is an empty alt");
+    assert_eq!(images[1].size, 1_000_000);
+    assert_eq!(fake.blobs_uploaded(), 2);
+}
+
+#[tokio::test]
+async fn bluesky_images_over_the_limits_are_rejected_before_anything_is_posted() {
+    let (fake, account) = setup().await;
+    let mut big = post("too big");
+    big.media = vec![image(fake.image_url_of_size(1_000_001), Some("big"))];
+    let error = connector().publish(&account, &big).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(
+        error.to_string().contains("image 1") && error.to_string().contains("1000000 bytes"),
+        "{error}"
+    );
+
+    let mut five = post("too many");
+    five.media = (0..5).map(|_| image(fake.image_url(), None)).collect();
+    let error = connector().publish(&account, &five).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(error.to_string().contains("at most 4"), "{error}");
+    assert!(fake.posts().is_empty());
+    assert_eq!(fake.blobs_uploaded(), 0);
+}
+
+#[tokio::test]
+async fn bluesky_delete_removes_the_record_and_a_gone_record_is_fine() {
+    let (fake, account) = setup().await;
+    let p = post("Posted by mistake");
+    let published = connector().publish(&account, &p).await.unwrap();
+
+    connector()
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap();
+    assert!(fake.posts()[0].deleted);
+    assert_eq!(
+        connector().reconcile(&account, &p).await.unwrap(),
+        None,
+        "getRecord no longer finds it"
+    );
+    connector()
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap();
+    assert_eq!(fake.requests_to("com.atproto.repo.deleteRecord"), 2);
+
+    let error = connector()
+        .delete(&account, "https://bsky.app/x")
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "rejected");
+}
+
+#[tokio::test]
+async fn bluesky_check_reads_the_session_refreshing_it_when_expired() {
+    let (fake, account) = setup().await;
+    connector().check(&account).await.unwrap();
+    assert_eq!(
+        fake.sessions_created(HANDLE),
+        1,
+        "no session yet: one login"
+    );
+    assert_eq!(fake.requests_to("com.atproto.server.getSession"), 1);
+
+    fake.expire_access_tokens(400);
+    connector().check(&account).await.unwrap();
+    assert_eq!(fake.sessions_refreshed(HANDLE), 1);
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+
+    fake.revoke_app_password(HANDLE);
+    let error = connector().check(&account).await.unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
 }

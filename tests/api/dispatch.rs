@@ -425,6 +425,7 @@ fn schedule_bulk(
                     planned_at: at,
                     timezone: None,
                     max_lateness_s: 3600,
+                    reply_to: Vec::new(),
                 },
             )
             .unwrap()

@@ -1,1 +1,368 @@
-//! The facebook connector against its fake (being written).
+//! The Facebook Pages connector against the fake Graph API (shared/platforms.md §5).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use herald::fakes::facebook::{FakeFacebook, FakePage};
+use herald::platforms::facebook::Facebook;
+use herald::platforms::{
+    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
+    OAuthNetwork, Platform, Post, ReplyTarget,
+};
+
+fn connector(fake: &FakeFacebook) -> Facebook {
+    Facebook::new(reqwest::Client::new(), fake.app())
+}
+
+fn session(page: &FakePage) -> AccountSession {
+    let credentials = Credentials::new(
+        [
+            ("page_id".to_string(), page.id.clone()),
+            ("page_access_token".to_string(), page.token.clone()),
+        ]
+        .into(),
+    );
+    AccountSession::new("acc-fb", Platform::Facebook, "Kettle Co", None, credentials)
+}
+
+fn post(text: &str) -> Post {
+    let now = Utc::now();
+    Post {
+        delivery_id: uuid::Uuid::now_v7().to_string(),
+        statement_id: "statement-1".into(),
+        statement_version: 1,
+        title: "Recall".into(),
+        kind: "crisis".into(),
+        text: text.into(),
+        planned_at: now,
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
+        first_attempt_at: now,
+        deadline: now + chrono::Duration::hours(2),
+        ..Default::default()
+    }
+}
+
+/// Go through the dialog (auto-approved) and exchange the code.
+pub async fn login(
+    app: &herald::platforms::OAuthApp,
+    redirect: &str,
+) -> herald::platforms::TokenSet {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = app.authorize(redirect, "s").unwrap().url;
+    let answer = browser.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    app.exchange_code(&reqwest::Client::new(), &code, redirect, None)
+        .await
+        .unwrap()
+}
+
+async fn page_fake() -> (FakeFacebook, FakePage) {
+    let fake = FakeFacebook::start().await;
+    let user = fake.add_user("Ada");
+    let page = fake.add_page(&user, "Kettle Co");
+    (fake, page)
+}
+
+#[tokio::test]
+async fn the_oauth_flow_connects_the_only_page_with_its_page_token() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let app = fb.oauth_app().expect("configured");
+    let redirect = "http://herald.test/v1/oauth/callback";
+    let auth = app.authorize(redirect, "st4te").unwrap();
+    assert!(auth.verifier.is_none(), "Facebook Login: no PKCE");
+    assert!(auth.url.contains("/dialog/oauth?"), "{}", auth.url);
+    assert!(
+        auth.url
+            .contains("scope=pages_show_list%2Cpages_manage_posts"),
+        "{}",
+        auth.url
+    );
+
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = browser.get(&auth.url).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], "st4te");
+    let http = reqwest::Client::new();
+    let tokens = app
+        .exchange_code(&http, &query["code"], redirect, None)
+        .await
+        .unwrap();
+    // The code is single-use.
+    let again = app
+        .exchange_code(&http, &query["code"], redirect, None)
+        .await;
+    assert!(again.is_err());
+
+    let connected = fb
+        .connect(tokens, &ConnectRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(connected.credentials.get("page_id"), Some(page.id.as_str()));
+    assert_eq!(
+        connected.credentials.get("page_access_token"),
+        Some(page.token.as_str())
+    );
+    assert_eq!(connected.remote_name.as_deref(), Some("Kettle Co"));
+    assert_eq!(connected.expires_at, None, "Page tokens do not expire");
+    assert_eq!(
+        fake.requests_to("/oauth/access_token"),
+        3,
+        "code ×2, exchange"
+    );
+    assert_eq!(fake.requests_to("/me/accounts"), 1);
+}
+
+#[tokio::test]
+async fn several_pages_need_a_target_and_the_target_picks_one() {
+    let fake = FakeFacebook::start().await;
+    let user = fake.add_user("Ada");
+    let a = fake.add_page(&user, "Kettle Co");
+    let b = fake.add_page(&user, "Kettle Support");
+    let fb = connector(&fake);
+    let app = fb.oauth_app().unwrap();
+    let redirect = "http://herald.test/cb";
+    let error = fb
+        .connect(login(&app, redirect).await, &ConnectRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    let text = error.to_string();
+    assert!(
+        text.contains(&a.id) && text.contains("Kettle Support"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&a.token) && !text.contains(&b.token),
+        "{text}"
+    );
+
+    let request = ConnectRequest {
+        target: Some(b.id.clone()),
+        ..Default::default()
+    };
+    let connected = fb
+        .connect(login(&app, redirect).await, &request)
+        .await
+        .unwrap();
+    assert_eq!(connected.credentials.get("page_id"), Some(b.id.as_str()));
+    assert_eq!(connected.remote_name.as_deref(), Some("Kettle Support"));
+}
+
+#[tokio::test]
+async fn a_thread_is_a_feed_post_with_comments_from_the_page() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let account = session(&page);
+
+    let root = fb
+        .publish(&account, &post("1/3 Stop using the K-200."))
+        .await
+        .unwrap();
+    assert!(root.remote_id.starts_with(&format!("{}_", page.id)));
+    assert!(root.remote_url.as_deref().unwrap().contains("/posts/"));
+    let mut parent = root.remote_id.clone();
+    for (part, text) in [(1, "2/3 Refunds at any shop."), (2, "3/3 Details soon.")] {
+        let mut p = post(text);
+        p.part = part;
+        p.reply_to = Some(ReplyTarget {
+            root_id: root.remote_id.clone(),
+            parent_id: parent.clone(),
+        });
+        let published = fb.publish(&account, &p).await.unwrap();
+        parent = published.remote_id;
+    }
+
+    let stored = fake.posts();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0].kind, "feed");
+    assert_eq!(stored[0].message, "1/3 Stop using the K-200.");
+    for comment in &stored[1..] {
+        assert_eq!(comment.kind, "comment");
+        assert_eq!(comment.parent_id.as_deref(), Some(root.remote_id.as_str()));
+        assert_eq!(comment.page_id, page.id);
+    }
+
+    // Delete a comment and the post; deleting again is fine.
+    fb.delete(&account, &parent).await.unwrap();
+    fb.delete(&account, &root.remote_id).await.unwrap();
+    fb.delete(&account, &root.remote_id).await.unwrap();
+    let stored = fake.posts();
+    assert!(stored[0].deleted && stored[2].deleted && !stored[1].deleted);
+}
+
+#[tokio::test]
+async fn an_image_goes_out_as_a_photo_with_caption_and_alt_text() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let mut p = post("Recall notice attached.");
+    p.media = vec![MediaItem {
+        url: "https://cdn.example.org/recall.jpg".into(),
+        alt: Some("A kettle with a red cross".into()),
+        content_type: Some("image/jpeg".into()),
+    }];
+    let published = fb.publish(&session(&page), &p).await.unwrap();
+    let stored = fake.posts();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].kind, "photo");
+    assert_eq!(stored[0].message, "Recall notice attached.");
+    assert_eq!(
+        stored[0].image_url.as_deref(),
+        Some("https://cdn.example.org/recall.jpg")
+    );
+    assert_eq!(
+        stored[0].alt_text.as_deref(),
+        Some("A kettle with a red cross")
+    );
+    assert_eq!(
+        published.remote_id, stored[0].id,
+        "the Page post, not the photo"
+    );
+}
+
+#[tokio::test]
+async fn token_failures_mean_reconnect_and_never_show_the_token() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    for subcode in [Some(463), Some(460), Some(458), None] {
+        fake.revoke(&page.token, subcode);
+        let error = fb.publish(&session(&page), &post("hi")).await.unwrap_err();
+        assert_eq!(error.class(), "auth_revoked", "{subcode:?}");
+        assert!(error.to_string().contains("reconnect"), "{error}");
+        assert!(!error.to_string().contains(&page.token));
+        assert_eq!(
+            fb.check(&session(&page)).await.unwrap_err().class(),
+            "auth_revoked"
+        );
+    }
+    assert!(fake.posts().is_empty());
+    assert_eq!(fb.refresh(&session(&page)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn throttling_is_rate_limited_by_code_not_status() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let account = session(&page);
+
+    fake.rate_limit_next(1, 7);
+    match fb.publish(&account, &post("hi")).await.unwrap_err() {
+        ConnectorError::RateLimited {
+            retry_after,
+            status,
+            ..
+        } => {
+            assert_eq!(status, Some(400));
+            assert_eq!(retry_after, Duration::from_secs(7 * 60));
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    fake.error_next(1, 403, 4, None, "(#4) Application request limit reached");
+    match fb.publish(&account, &post("hi")).await.unwrap_err() {
+        ConnectorError::RateLimited { retry_after, .. } => {
+            assert_eq!(retry_after, Duration::from_secs(300), "default 5 min")
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    fake.error_next(1, 403, 200, None, "(#200) Permissions error");
+    let error = fb.publish(&account, &post("hi")).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(error.to_string().contains("permission"), "{error}");
+    fake.error_next(
+        1,
+        400,
+        368,
+        None,
+        "Temporarily blocked for policies violations",
+    );
+    assert_eq!(
+        fb.publish(&account, &post("hi")).await.unwrap_err().class(),
+        "rejected"
+    );
+    fake.fail_next(1, 500);
+    assert_eq!(
+        fb.publish(&account, &post("hi")).await.unwrap_err().class(),
+        "transient"
+    );
+    assert!(fake.posts().is_empty());
+
+    // Usage at 100 %: the post goes out, and the account pauses.
+    fake.set_usage(100, 3);
+    let published = fb.publish(&account, &post("hi")).await.unwrap();
+    let pause = published.pause_until.expect("paused");
+    let secs = (pause - Utc::now()).num_seconds();
+    assert!((170..=180).contains(&secs), "{secs}");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_reconciled_and_a_duplicate_is_the_same_post() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let account = session(&page);
+    let p = post("Update: the plant is closed today.");
+
+    // Nothing sent yet: surely absent.
+    assert_eq!(fb.reconcile(&account, &p).await.unwrap(), None);
+
+    fake.drop_after_store_next(1);
+    let error = fb.publish(&account, &p).await.unwrap_err();
+    assert_eq!(error.class(), "unknown", "{error}");
+    let found = fb.reconcile(&account, &p).await.unwrap().expect("found");
+    assert_eq!(found.remote_id, fake.posts()[0].id);
+
+    // Publishing again hits (#506) and answers the existing post.
+    let again = fb.publish(&account, &p).await.unwrap();
+    assert_eq!(again.remote_id, found.remote_id);
+    assert_eq!(fake.posts().len(), 1);
+
+    // A lost comment is found among the root's comments.
+    let mut c = post("More soon.");
+    c.part = 1;
+    c.reply_to = Some(ReplyTarget {
+        root_id: found.remote_id.clone(),
+        parent_id: found.remote_id.clone(),
+    });
+    assert_eq!(fb.reconcile(&account, &c).await.unwrap(), None);
+    fake.drop_after_store_next(1);
+    assert_eq!(
+        fb.publish(&account, &c).await.unwrap_err().class(),
+        "unknown"
+    );
+    let comment = fb.reconcile(&account, &c).await.unwrap().expect("found");
+    assert_eq!(comment.remote_id, fake.posts()[1].id);
+}
+
+#[tokio::test]
+async fn reconciliation_ignores_posts_from_before_the_first_attempt() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let p = post("Same words as last year.");
+    fake.seed_post(&page.id, &p.text, Utc::now() - chrono::Duration::days(300));
+    assert_eq!(fb.reconcile(&session(&page), &p).await.unwrap(), None);
+    fb.check(&session(&page)).await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_credentials_are_refused_before_any_request() {
+    let fake = FakeFacebook::start().await;
+    let fb = connector(&fake);
+    let empty = AccountSession::new("a", Platform::Facebook, "x", None, Credentials::default());
+    let error = fb.publish(&empty, &post("hi")).await.unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
+    assert_eq!(fake.post_requests(), 0);
+}

@@ -19,6 +19,7 @@ mod instagram;
 mod linkedin;
 mod log;
 mod mastodon;
+mod networks;
 mod openapi;
 mod readme;
 mod statements;

@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald::fakes::mastodon::{FakeMastodon, FakeMastodonConfig, RateLimit};
-use herald::platforms::mastodon::Mastodon;
-use herald::platforms::{AccountSession, Connector, ConnectorError, Credentials, Platform, Post};
+use herald::platforms::mastodon::{Mastodon, OAUTH_SCOPES};
+use herald::platforms::{
+    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem, Platform,
+    Post, ReplyTarget,
+};
 
 fn session(fake: &FakeMastodon, token: &str) -> AccountSession {
     let credentials = Credentials::new([("access_token".to_string(), token.to_string())].into());
@@ -499,4 +502,426 @@ async fn the_fake_answers_json_bodies_lookups_and_missing_tokens_like_mastodon()
     assert_eq!(garbled.status(), 400);
     assert_eq!(fake.posts().len(), 1);
     assert_eq!(fake.post_requests(), 3);
+}
+
+fn part(text: &str, root: Option<&str>, parent: Option<&str>, n: usize) -> Post {
+    let mut p = post(text);
+    p.part = n;
+    p.reply_to = parent.map(|parent| ReplyTarget {
+        root_id: root.unwrap_or(parent).to_string(),
+        parent_id: parent.to_string(),
+    });
+    p
+}
+
+#[tokio::test]
+async fn a_thread_of_three_parts_is_a_reply_chain() {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+
+    let first = connector()
+        .publish(&account, &part("1/3 Recall", None, None, 0))
+        .await
+        .unwrap();
+    let second = connector()
+        .publish(
+            &account,
+            &part(
+                "2/3 Lots",
+                Some(&first.remote_id),
+                Some(&first.remote_id),
+                1,
+            ),
+        )
+        .await
+        .unwrap();
+    let third = connector()
+        .publish(
+            &account,
+            &part(
+                "3/3 Refund",
+                Some(&first.remote_id),
+                Some(&second.remote_id),
+                2,
+            ),
+        )
+        .await
+        .unwrap();
+
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 3);
+    assert_eq!(posts[0].in_reply_to_id, None);
+    assert_eq!(
+        posts[1].in_reply_to_id.as_deref(),
+        Some(first.remote_id.as_str())
+    );
+    assert_eq!(
+        posts[2].in_reply_to_id.as_deref(),
+        Some(second.remote_id.as_str())
+    );
+    assert_eq!(posts[2].id, third.remote_id);
+
+    // Answering a status that is gone is refused by the instance.
+    let gone = connector()
+        .publish(&account, &part("4/3", None, Some("123"), 3))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.class(), "rejected");
+    assert_eq!(gone.status(), Some(404));
+}
+
+fn image(url: String, alt: Option<&str>) -> MediaItem {
+    MediaItem {
+        url,
+        alt: alt.map(str::to_string),
+        content_type: None,
+    }
+}
+
+#[tokio::test]
+async fn images_are_uploaded_with_their_alt_text_and_attached_in_order() {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+    let mut p = post("The recalled kettle, front and back.");
+    p.media = vec![
+        image(fake.image_url(), Some("A white K-200 kettle, front")),
+        image(fake.image_url_of_size(5000), None),
+    ];
+
+    let published = connector().publish(&account, &p).await.unwrap();
+
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].id, published.remote_id);
+    let media = &posts[0].media;
+    assert_eq!(media.len(), 2);
+    assert_eq!(
+        media[0].description.as_deref(),
+        Some("A white K-200 kettle, front")
+    );
+    assert_eq!(media[0].content_type, "image/jpeg");
+    assert_eq!(media[0].size, 256);
+    assert_eq!(media[1].description, None);
+    assert_eq!(media[1].size, 5000);
+    assert_eq!(fake.requests_to("/api/v2/media"), 2);
+    assert_eq!(
+        fake.requests_to("/api/v1/media/"),
+        0,
+        "ready at once: no poll"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_still_processing_is_polled_until_ready() {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+    fake.set_media_processing(1);
+    let mut p = post("Photo of the lot number.");
+    p.media = vec![image(fake.image_url(), Some("Lot number 42 on the base"))];
+
+    connector().publish(&account, &p).await.unwrap();
+
+    assert_eq!(fake.requests_to("/api/v1/media/"), 2, "206 once, then 200");
+    let posts = fake.posts();
+    assert_eq!(posts[0].media.len(), 1);
+    assert_eq!(
+        posts[0].media[0].description.as_deref(),
+        Some("Lot number 42 on the base")
+    );
+}
+
+#[tokio::test]
+async fn images_that_cannot_go_out_are_rejected_before_posting() {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+
+    let mut five = post("too many");
+    five.media = (0..5).map(|_| image(fake.image_url(), None)).collect();
+    let error = connector().publish(&account, &five).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(error.to_string().contains("at most 4"), "{error}");
+
+    let mut missing = post("missing image");
+    missing.media = vec![image(
+        format!("{}/nothing.jpg?sig=s3cret", fake.base_url()),
+        None,
+    )];
+    let error = connector().publish(&account, &missing).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(error.to_string().contains("image 1"), "{error}");
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+    assert!(fake.posts().is_empty());
+}
+
+#[tokio::test]
+async fn delete_removes_the_status_and_a_gone_status_counts_as_deleted() {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+    let published = connector()
+        .publish(&account, &post("Posted by mistake"))
+        .await
+        .unwrap();
+
+    connector()
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap();
+    let posts = fake.posts();
+    assert!(posts[0].deleted);
+    let status = reqwest::get(format!(
+        "{}/api/v1/statuses/{}",
+        fake.base_url(),
+        published.remote_id
+    ))
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(status, 404);
+
+    // Again: the instance answers 404, which is fine.
+    connector()
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap();
+    assert_eq!(fake.requests_to("/api/v1/statuses/"), 3);
+
+    fake.revoke(&token);
+    let error = connector()
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
+}
+
+#[tokio::test]
+async fn check_verifies_the_credentials() {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+    connector().check(&account).await.unwrap();
+    assert_eq!(fake.requests_to("/api/v1/accounts/verify_credentials"), 1);
+
+    fake.revoke(&token);
+    let error = connector().check(&account).await.unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
+    assert_eq!(error.status(), Some(401));
+}
+
+const REDIRECT: &str = "https://herald.example/v1/oauth/callback";
+
+/// register_app → oauth_app → authorize → the 302 → exchange_code → connect.
+async fn oauth_end_to_end(pkce: bool) {
+    let fake = FakeMastodon::start().await;
+    fake.set_oauth_metadata(pkce);
+    fake.add_account("kettleco");
+    let http = reqwest::Client::new();
+    let mastodon = Mastodon::new(http.clone());
+
+    let (client_id, client_secret) = mastodon
+        .register_app(&fake.base_url(), "Herald", REDIRECT, OAUTH_SCOPES)
+        .await
+        .unwrap();
+    let apps = fake.apps();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].name, "Herald");
+    assert_eq!(apps[0].redirect_uris, vec![REDIRECT.to_string()]);
+    assert_eq!(apps[0].website.as_deref(), Some("https://herald.example"));
+    assert_eq!(apps[0].scopes.join(" "), OAUTH_SCOPES);
+
+    let app = mastodon
+        .oauth_app(&format!("{}/", fake.base_url()), &client_id, &client_secret)
+        .await;
+    assert_eq!(app.pkce, pkce);
+    assert!(!app.basic_auth);
+    assert_eq!(
+        app.authorize_url,
+        format!("{}/oauth/authorize", fake.base_url())
+    );
+    assert_eq!(app.token_url, format!("{}/oauth/token", fake.base_url()));
+
+    let authorization = app.authorize(REDIRECT, "st4te").unwrap();
+    assert_eq!(authorization.verifier.is_some(), pkce);
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = no_redirect.get(&authorization.url).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(REDIRECT));
+    let query: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], "st4te");
+    let code = query["code"].clone();
+
+    if pkce {
+        // The challenge is checked: no verifier, no token (and the code is spent).
+        let refused = app
+            .exchange_code(&http, &code, REDIRECT, None)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.class(), "rejected");
+        assert!(refused.to_string().contains("invalid_grant"), "{refused}");
+        let again = app.authorize(REDIRECT, "st4te2").unwrap();
+        let answer = no_redirect.get(&again.url).send().await.unwrap();
+        let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+        let code: String = location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let tokens = app
+            .exchange_code(&http, &code, REDIRECT, again.verifier.as_deref())
+            .await
+            .unwrap();
+        finish_connect(&fake, &mastodon, &app, &http, &code, tokens).await;
+    } else {
+        let tokens = app
+            .exchange_code(&http, &code, REDIRECT, authorization.verifier.as_deref())
+            .await
+            .unwrap();
+        finish_connect(&fake, &mastodon, &app, &http, &code, tokens).await;
+    }
+}
+
+async fn finish_connect(
+    fake: &FakeMastodon,
+    mastodon: &Mastodon,
+    app: &herald::platforms::OAuthApp,
+    http: &reqwest::Client,
+    code: &str,
+    tokens: herald::platforms::TokenSet,
+) {
+    assert_eq!(
+        tokens.refresh_token(),
+        None,
+        "Mastodon tokens do not expire"
+    );
+    // Codes are single-use.
+    let reuse = app
+        .exchange_code(http, code, REDIRECT, None)
+        .await
+        .unwrap_err();
+    assert!(reuse.to_string().contains("invalid_grant"), "{reuse}");
+
+    let request = ConnectRequest {
+        base_url: Some(fake.base_url()),
+        target: None,
+    };
+    let connected = mastodon.connect(tokens.clone(), &request).await.unwrap();
+    let host = fake.base_url().trim_start_matches("http://").to_string();
+    assert_eq!(
+        connected.remote_name.as_deref(),
+        Some(format!("@kettleco@{host}").as_str())
+    );
+    assert_eq!(connected.expires_at, None);
+    assert_eq!(
+        connected.credentials.get("access_token"),
+        Some(tokens.access_token())
+    );
+
+    // The new token publishes as the user who approved.
+    let account = session(fake, tokens.access_token());
+    connector()
+        .publish(&account, &post("Hello from Herald"))
+        .await
+        .unwrap();
+    assert_eq!(fake.posts()[0].username, "kettleco");
+
+    let missing = mastodon
+        .connect(tokens, &ConnectRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.class(), "rejected");
+}
+
+#[tokio::test]
+async fn oauth_connects_an_account_with_pkce_on_a_4_3_instance() {
+    oauth_end_to_end(true).await;
+}
+
+#[tokio::test]
+async fn oauth_connects_an_account_without_pkce_on_an_older_instance() {
+    oauth_end_to_end(false).await;
+}
+
+#[tokio::test]
+async fn the_fake_token_endpoint_checks_the_client_and_revokes_tokens() {
+    let fake = FakeMastodon::start().await;
+    fake.add_account("kettleco");
+    let http = reqwest::Client::new();
+    let mastodon = Mastodon::new(http.clone());
+    let (client_id, client_secret) = mastodon
+        .register_app(&fake.base_url(), "Herald", REDIRECT, OAUTH_SCOPES)
+        .await
+        .unwrap();
+    let mut app = mastodon
+        .oauth_app(&fake.base_url(), &client_id, &client_secret)
+        .await;
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorization = app.authorize(REDIRECT, "s").unwrap();
+    let answer = no_redirect.get(&authorization.url).send().await.unwrap();
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let code: String = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+
+    let good_secret = std::mem::replace(&mut app.client_secret, "wrong".into());
+    let refused = app
+        .exchange_code(&http, &code, REDIRECT, authorization.verifier.as_deref())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("invalid_client"), "{refused}");
+    app.client_secret = good_secret;
+
+    // An unknown client is refused without a redirect.
+    let mut other = app.clone();
+    other.client_id = "unknown".into();
+    let answer = no_redirect
+        .get(&other.authorize(REDIRECT, "s").unwrap().url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+
+    // Revocation: the app revokes its token, which then gets 401.
+    let authorization = app.authorize(REDIRECT, "s").unwrap();
+    let answer = no_redirect.get(&authorization.url).send().await.unwrap();
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let code: String = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let tokens = app
+        .exchange_code(&http, &code, REDIRECT, authorization.verifier.as_deref())
+        .await
+        .unwrap();
+    let revoke = http
+        .post(format!("{}/oauth/revoke", fake.base_url()))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("client_secret", client_secret.as_str()),
+            ("token", tokens.access_token()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    assert!(fake.is_revoked(tokens.access_token()));
+    let error = connector()
+        .check(&session(&fake, tokens.access_token()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
 }

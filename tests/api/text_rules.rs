@@ -53,12 +53,12 @@ async fn every_network_accepts_its_limit_and_refuses_one_more_on_check_and_on_cr
 }
 
 #[tokio::test]
-async fn instagram_text_only_variants_are_refused_until_media_exists() {
+async fn instagram_variants_need_an_image() {
     let app = spawn_app().await;
     let p = app
         .post(&app.admin, "/v1/statements", json!({"title": "t", "kind": "routine", "variants": [{"platform": "instagram", "text": "hello"}]}))
         .await
-        .invalid("variants[0].text");
+        .invalid("variants[0].media");
     assert!(p["detail"].as_str().unwrap().contains("image"), "{p}");
     let id = app.draft(&app.admin, "minor").await;
     app.put(
@@ -67,7 +67,15 @@ async fn instagram_text_only_variants_are_refused_until_media_exists() {
         json!({"text": "hello"}),
     )
     .await
-    .invalid("text");
+    .invalid("media");
+    // With an image it is accepted.
+    app.put(
+        &app.admin,
+        &format!("/v1/statements/{id}/variants/instagram"),
+        json!({"text": "hello", "media": [{"url": "https://example.com/k200.jpg", "alt": "The kettle"}]}),
+    )
+    .await
+    .ok();
 }
 
 fn used(results: &Value, i: usize) -> u64 {

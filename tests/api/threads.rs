@@ -1,1 +1,719 @@
-//! The threads connector against its fake (being written).
+//! The Threads connector against the fake Threads API (shared/platforms.md §7).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald::config::NetworkApp;
+use herald::fakes::threads::{FakeThreads, FakeThreadsConfig, FakeThreadsUser};
+use herald::platforms::threads::Threads;
+use herald::platforms::{
+    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
+    OAuthNetwork, Platform, Post, ReplyTarget,
+};
+
+fn app(fake: &FakeThreads) -> NetworkApp {
+    NetworkApp {
+        client_id: Some(fake.client_id()),
+        client_secret: Some(fake.client_secret()),
+        api_url: fake.base_url(),
+        auth_url: fake.base_url(),
+        token_url: None,
+    }
+}
+
+fn connector(fake: &FakeThreads) -> Threads {
+    Threads::new(reqwest::Client::new(), app(fake)).with_container_wait(Duration::from_secs(5))
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn session_with(
+    fake: &FakeThreads,
+    user: &FakeThreadsUser,
+    token: &str,
+    extra: &[(&str, String)],
+) -> AccountSession {
+    let mut values: std::collections::BTreeMap<String, String> = [
+        ("access_token".to_string(), token.to_string()),
+        ("user_id".to_string(), user.user_id.clone()),
+    ]
+    .into();
+    for (k, v) in extra {
+        values.insert(k.to_string(), v.clone());
+    }
+    AccountSession::new(
+        "acc-threads",
+        Platform::Threads,
+        "Kettle Co",
+        Some(&format!("{}/", fake.base_url())),
+        Credentials::new(values),
+    )
+}
+
+fn session(fake: &FakeThreads, user: &FakeThreadsUser) -> AccountSession {
+    session_with(fake, user, &user.token, &[])
+}
+
+fn post(text: &str) -> Post {
+    let now = Utc::now();
+    Post {
+        delivery_id: uuid::Uuid::now_v7().to_string(),
+        statement_id: "statement-1".into(),
+        statement_version: 1,
+        title: "Recall".into(),
+        kind: "crisis".into(),
+        text: text.into(),
+        language: Some("en".into()),
+        planned_at: now,
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
+        first_attempt_at: now,
+        deadline: now + chrono::Duration::hours(2),
+        ..Default::default()
+    }
+}
+
+fn reply(text: &str, root: &str, parent: &str, part: usize) -> Post {
+    let mut p = post(text);
+    p.part = part;
+    p.reply_to = Some(ReplyTarget {
+        root_id: root.into(),
+        parent_id: parent.into(),
+    });
+    p
+}
+
+#[tokio::test]
+async fn the_oauth_code_flow_connects_with_a_long_lived_token() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let threads = connector(&fake);
+    let oauth = threads.oauth_app().expect("configured");
+    let redirect = "https://herald.example/v1/oauth/callback";
+    let authorization = oauth.authorize(redirect, "st4te").unwrap();
+    assert!(authorization.verifier.is_none(), "Threads offers no PKCE");
+    assert!(authorization
+        .url
+        .starts_with(&format!("{}/oauth/authorize?", fake.base_url())));
+
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = browser.get(&authorization.url).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(redirect));
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], "st4te");
+    let code = &query["code"];
+
+    let http = reqwest::Client::new();
+    let tokens = oauth
+        .exchange_code(&http, code, redirect, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens.extra_str("user_id").as_deref(),
+        Some(user.user_id.as_str())
+    );
+    let reused = oauth
+        .exchange_code(&http, code, redirect, None)
+        .await
+        .unwrap_err();
+    assert_eq!(reused.class(), "rejected", "codes are single-use: {reused}");
+
+    let short = tokens.access_token().to_string();
+    let connected = threads
+        .connect(tokens, &ConnectRequest::default())
+        .await
+        .unwrap();
+    let c = &connected.credentials;
+    assert_eq!(connected.remote_name.as_deref(), Some("@kettleco"));
+    assert_eq!(c.get("user_id"), Some(user.user_id.as_str()));
+    assert_eq!(c.get("username"), Some("kettleco"));
+    let long = c.get("access_token").unwrap().to_string();
+    assert_ne!(long, short, "the short-lived token was exchanged");
+    let expires = connected.expires_at.unwrap();
+    let days = (expires - Utc::now()).num_hours() as f64 / 24.0;
+    assert!((59.0..=60.1).contains(&days), "{days}");
+    assert_eq!(c.get("expires_at"), Some(rfc3339(expires).as_str()));
+    assert!(c.get("issued_at").is_some());
+    assert_eq!(
+        fake.token_expires_at(&long)
+            .map(|e| (e - expires).num_seconds().abs() < 5),
+        Some(true)
+    );
+
+    // The stored credentials publish.
+    let account = AccountSession::new(
+        "acc-oauth",
+        Platform::Threads,
+        "Kettle Co",
+        Some(&fake.base_url()),
+        connected.credentials.clone(),
+    );
+    threads
+        .publish(&account, &post("Connected."))
+        .await
+        .unwrap();
+    threads.check(&account).await.unwrap();
+}
+
+#[tokio::test]
+async fn publishing_makes_a_text_container_then_publishes_it() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let post =
+        post("Stop using the K-200 kettle. 🚨\nDetails: https://example.org/recall?lot=42&x=1");
+
+    let published = connector(&fake)
+        .publish(&session(&fake, &user), &post)
+        .await
+        .unwrap();
+
+    let stored = fake.posts();
+    assert_eq!(stored.len(), 1);
+    let p = &stored[0];
+    assert_eq!(p.text, post.text);
+    assert_eq!(p.media_type, "TEXT_POST");
+    assert_eq!(p.user_id, user.user_id);
+    assert_eq!(p.reply_to_id, None);
+    assert_eq!(published.remote_id, p.id);
+    assert_eq!(published.remote_url.as_deref(), Some(p.permalink.as_str()));
+    assert!(p
+        .permalink
+        .starts_with("https://www.threads.net/@kettleco/post/"));
+    assert_eq!(published.pause_until, None);
+    assert_eq!(fake.containers(), 1);
+    assert_eq!(fake.publish_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_three_part_thread_replies_to_each_previous_part() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+
+    let first = threads
+        .publish(&account, &post("1/3 Recall notice."))
+        .await
+        .unwrap();
+    let second = threads
+        .publish(
+            &account,
+            &reply("2/3 Which models.", &first.remote_id, &first.remote_id, 1),
+        )
+        .await
+        .unwrap();
+    let third = threads
+        .publish(
+            &account,
+            &reply("3/3 Refunds.", &first.remote_id, &second.remote_id, 2),
+        )
+        .await
+        .unwrap();
+
+    let stored = fake.posts();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0].reply_to_id, None);
+    assert_eq!(
+        stored[1].reply_to_id.as_deref(),
+        Some(first.remote_id.as_str())
+    );
+    assert_eq!(
+        stored[2].reply_to_id.as_deref(),
+        Some(second.remote_id.as_str())
+    );
+    assert_eq!(stored[2].id, third.remote_id);
+
+    // A reply to a post that is gone is refused.
+    let orphan = threads
+        .publish(&account, &reply("4/3", &first.remote_id, "999", 3))
+        .await
+        .unwrap_err();
+    assert_eq!(orphan.class(), "rejected", "{orphan}");
+}
+
+#[tokio::test]
+async fn an_image_keeps_its_alt_text_and_waits_for_the_container() {
+    let fake = FakeThreads::start().await;
+    fake.set_processing_time(Duration::from_millis(400));
+    let user = fake.add_user("kettleco");
+    let mut post = post("The affected kettle.");
+    post.media = vec![MediaItem {
+        url: "https://cdn.example.org/k200.jpg".into(),
+        alt: Some("A white K-200 kettle with a red recall sticker".into()),
+        content_type: Some("image/jpeg".into()),
+    }];
+
+    let published = connector(&fake)
+        .publish(&session(&fake, &user), &post)
+        .await
+        .unwrap();
+
+    let stored = fake.posts();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].media_type, "IMAGE");
+    assert_eq!(
+        stored[0].image_url.as_deref(),
+        Some("https://cdn.example.org/k200.jpg")
+    );
+    assert_eq!(
+        stored[0].alt_text.as_deref(),
+        Some("A white K-200 kettle with a red recall sticker")
+    );
+    assert_eq!(stored[0].text, "The affected kettle.");
+    assert_eq!(published.remote_id, stored[0].id);
+    assert!(
+        fake.requests_to(&format!("/v1.0/{}", stored[0].container_id)) >= 2,
+        "polled"
+    );
+}
+
+#[tokio::test]
+async fn a_container_that_fails_is_rejected_with_its_error_message() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    fake.fail_containers_next(1, "FAILED_DOWNLOADING_VIDEO");
+    let error = connector(&fake)
+        .publish(&session(&fake, &user), &post("hi"))
+        .await
+        .unwrap_err();
+    match &error {
+        ConnectorError::Rejected { message, .. } => {
+            assert!(
+                message.contains("ERROR") && message.contains("FAILED_DOWNLOADING_VIDEO"),
+                "{message}"
+            )
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert!(fake.posts().is_empty());
+    assert_eq!(fake.publish_requests(), 0);
+}
+
+#[tokio::test]
+async fn the_fake_enforces_the_text_rules_herald_measures() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+
+    let six: String = (1..=6)
+        .map(|i| format!("https://example.org/{i} "))
+        .collect();
+    assert!(!herald::platforms::check(Platform::Threads, &six, None).ok());
+    let error = threads.publish(&account, &post(&six)).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(
+        error
+            .to_string()
+            .contains("THREADS_API__LINK_LIMIT_EXCEEDED"),
+        "{error}"
+    );
+
+    // 496 letters and one emoji of 4 bytes: exactly 500.
+    let fits = format!("{}😀", "a".repeat(496));
+    assert!(herald::platforms::check(Platform::Threads, &fits, None).ok());
+    threads.publish(&account, &post(&fits)).await.unwrap();
+    let over = format!("{}😀", "a".repeat(497));
+    assert!(!herald::platforms::check(Platform::Threads, &over, None).ok());
+    let error = threads.publish(&account, &post(&over)).await.unwrap_err();
+    assert_eq!(error.class(), "rejected");
+    assert!(error.to_string().contains("code 100"), "{error}");
+    assert_eq!(fake.posts().len(), 1);
+}
+
+#[tokio::test]
+async fn an_old_token_is_refreshed_and_a_young_one_is_left_alone() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let threads = connector(&fake);
+    let now = Utc::now();
+
+    // Issued 55 days ago, 5 days left.
+    let old = fake
+        .issue_token(
+            &user.user_id,
+            Duration::from_secs(55 * 86_400),
+            Duration::from_secs(60 * 86_400),
+        )
+        .unwrap();
+    let account = session_with(
+        &fake,
+        &user,
+        &old,
+        &[
+            ("issued_at", rfc3339(now - chrono::Duration::days(55))),
+            ("expires_at", rfc3339(now + chrono::Duration::days(5))),
+        ],
+    );
+    let expires = threads.refresh(&account).await.unwrap().unwrap();
+    let days = (expires - Utc::now()).num_hours() as f64 / 24.0;
+    assert!((59.0..=60.1).contains(&days), "{days}");
+    {
+        let mut c = account.credentials.lock().await;
+        assert!(c.take_changed());
+        let new = c.get("access_token").unwrap();
+        assert_ne!(new, old);
+        assert_eq!(c.get("expires_at"), Some(rfc3339(expires).as_str()));
+        let issued = chrono::DateTime::parse_from_rfc3339(c.get("issued_at").unwrap()).unwrap();
+        assert!((Utc::now() - issued.with_timezone(&Utc)).num_seconds() < 10);
+    }
+    threads
+        .publish(&account, &post("With the new token."))
+        .await
+        .unwrap();
+    assert_eq!(fake.requests_to("/refresh_access_token"), 1);
+
+    // The new token is young: no call, the current expiry comes back.
+    assert_eq!(threads.refresh(&account).await.unwrap(), Some(expires));
+    assert_eq!(fake.requests_to("/refresh_access_token"), 1);
+
+    // An expired token cannot be refreshed.
+    let expired = session_with(
+        &fake,
+        &user,
+        &old,
+        &[
+            ("issued_at", rfc3339(now - chrono::Duration::days(61))),
+            ("expires_at", rfc3339(now - chrono::Duration::hours(1))),
+        ],
+    );
+    let error = threads.refresh(&expired).await.unwrap_err();
+    assert_eq!(
+        error,
+        ConnectorError::AuthRevoked {
+            message: "the Threads token expired: reconnect".into(),
+            status: None
+        }
+    );
+    assert_eq!(fake.requests_to("/refresh_access_token"), 1);
+}
+
+#[tokio::test]
+async fn publishing_renews_a_token_close_to_expiry_first() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let now = Utc::now();
+    let old = fake
+        .issue_token(
+            &user.user_id,
+            Duration::from_secs(58 * 86_400),
+            Duration::from_secs(60 * 86_400),
+        )
+        .unwrap();
+    let account = session_with(
+        &fake,
+        &user,
+        &old,
+        &[
+            ("issued_at", rfc3339(now - chrono::Duration::days(58))),
+            ("expires_at", rfc3339(now + chrono::Duration::days(2))),
+        ],
+    );
+    connector(&fake)
+        .publish(&account, &post("hello"))
+        .await
+        .unwrap();
+    assert_eq!(fake.requests_to("/refresh_access_token"), 1);
+    let c = account.credentials.lock().await;
+    assert_ne!(c.get("access_token"), Some(old.as_str()));
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_token_means_the_account_must_be_reconnected() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let threads = connector(&fake);
+    fake.revoke(&user.token);
+    let error = threads
+        .publish(&session(&fake, &user), &post("hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "auth_revoked", "{error}");
+    assert!(error.to_string().contains("190"), "{error}");
+    assert!(!error.to_string().contains(&user.token));
+    assert_eq!(
+        threads
+            .check(&session(&fake, &user))
+            .await
+            .unwrap_err()
+            .class(),
+        "auth_revoked"
+    );
+
+    let other = fake.add_user("other");
+    fake.expire_token(&other.token);
+    let error = threads
+        .publish(&session(&fake, &other), &post("hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
+    assert!(error.to_string().contains("190/463"), "{error}");
+    assert!(fake.posts().is_empty());
+}
+
+#[tokio::test]
+async fn throttling_waits_as_long_as_the_usage_header_says() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let post = post("hi");
+    fake.rate_limit_next(1, 4, Some(7));
+    let error = threads.publish(&account, &post).await.unwrap_err();
+    match error {
+        ConnectorError::RateLimited { retry_after, .. } => {
+            assert_eq!(retry_after, Duration::from_secs(7 * 60))
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // The retry publishes the container already made: one container, one post.
+    let published = threads.publish(&account, &post).await.unwrap();
+    assert_eq!(fake.containers(), 1);
+    assert_eq!(fake.posts().len(), 1);
+    assert_eq!(fake.posts()[0].id, published.remote_id);
+}
+
+#[tokio::test]
+async fn a_full_posting_window_waits_until_its_oldest_post_leaves_it() {
+    let fake = FakeThreads::start_with(FakeThreadsConfig {
+        post_quota: 3,
+        ..FakeThreadsConfig::default()
+    })
+    .await;
+    let user = fake.add_user("kettleco");
+    let now = Utc::now();
+    for hours in [23, 10, 1] {
+        fake.seed_post(
+            &user.token,
+            &format!("old {hours}"),
+            None,
+            now - chrono::Duration::hours(hours),
+        )
+        .unwrap();
+    }
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let error = threads
+        .publish(&account, &post("one too many"))
+        .await
+        .unwrap_err();
+    match &error {
+        ConnectorError::RateLimited {
+            retry_after,
+            message,
+            ..
+        } => {
+            let s = retry_after.as_secs();
+            assert!((3590..=3601).contains(&s), "{s}");
+            assert!(message.contains("publishing limit"), "{message}");
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(
+        fake.requests_to(&format!("/v1.0/{}/threads_publishing_limit", user.user_id)),
+        1
+    );
+    // Replies have their own cap: a reply still goes out.
+    let first = fake.posts()[2].id.clone();
+    threads
+        .publish(&account, &reply("a reply", &first, &first, 1))
+        .await
+        .unwrap();
+    assert_eq!(fake.posts().len(), 4);
+}
+
+#[tokio::test]
+async fn a_server_error_on_publish_is_transient_and_the_retry_reuses_the_container() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let post = post("Update: the plant is closed today.");
+    fake.fail_next(1, 503);
+    let error = threads.publish(&account, &post).await.unwrap_err();
+    assert_eq!(error.class(), "transient", "{error}");
+    let published = threads.publish(&account, &post).await.unwrap();
+    assert_eq!(fake.containers(), 1);
+    assert_eq!(fake.posts().len(), 1);
+    assert_eq!(fake.posts()[0].id, published.remote_id);
+}
+
+#[tokio::test]
+async fn after_a_lost_answer_reconcile_finds_the_post_without_a_duplicate() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let post = post("Stop using the K-200 kettle.");
+    fake.drop_after_store_next(1);
+    let error = threads.publish(&account, &post).await.unwrap_err();
+    assert_eq!(error.class(), "unknown", "{error}");
+    assert_eq!(fake.posts().len(), 1);
+
+    // Through the remembered container…
+    let found = threads.reconcile(&account, &post).await.unwrap().unwrap();
+    assert_eq!(found.remote_id, fake.posts()[0].id);
+    assert_eq!(
+        found.remote_url.as_deref(),
+        Some(fake.posts()[0].permalink.as_str())
+    );
+    // …and by listing, in a process that never saw the container.
+    let fresh = connector(&fake);
+    let listed = fresh.reconcile(&account, &post).await.unwrap().unwrap();
+    assert_eq!(listed.remote_id, found.remote_id);
+    assert_eq!(fake.posts().len(), 1);
+    assert_eq!(fake.publish_requests(), 1);
+
+    // A part that never went out is surely absent.
+    assert_eq!(
+        fresh
+            .reconcile(&account, &self::post("never sent"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn reconcile_finds_a_thread_part_among_the_replies_by_text_and_parent() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let first = threads
+        .publish(&account, &post("1/2 Recall."))
+        .await
+        .unwrap();
+    let other = threads
+        .publish(&account, &post("Another post."))
+        .await
+        .unwrap();
+    // The same text under another post must not match.
+    threads
+        .publish(
+            &account,
+            &reply("2/2 Refunds.", &other.remote_id, &other.remote_id, 1),
+        )
+        .await
+        .unwrap();
+    let part = reply("2/2 Refunds.", &first.remote_id, &first.remote_id, 1);
+    fake.drop_after_store_next(1);
+    assert_eq!(
+        threads.publish(&account, &part).await.unwrap_err().class(),
+        "unknown"
+    );
+
+    let found = connector(&fake)
+        .reconcile(&account, &part)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = fake.posts();
+    let real = stored.last().unwrap();
+    assert_eq!(found.remote_id, real.id);
+    assert_eq!(real.reply_to_id.as_deref(), Some(first.remote_id.as_str()));
+    assert!(fake.requests_to(&format!("/v1.0/{}/replies", user.user_id)) >= 1);
+}
+
+#[tokio::test]
+async fn reconcile_publishes_a_ready_container_only_before_the_deadline() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let mut late = post("Too late now.");
+    fake.fail_next(1, 500);
+    assert_eq!(
+        threads.publish(&account, &late).await.unwrap_err().class(),
+        "transient"
+    );
+    late.deadline = Utc::now() - chrono::Duration::seconds(1);
+    assert_eq!(threads.reconcile(&account, &late).await.unwrap(), None);
+    assert!(fake.posts().is_empty());
+
+    let on_time = post("Still on time.");
+    fake.fail_next(1, 500);
+    assert_eq!(
+        threads
+            .publish(&account, &on_time)
+            .await
+            .unwrap_err()
+            .class(),
+        "transient"
+    );
+    let sent = threads
+        .reconcile(&account, &on_time)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fake.posts().len(), 1);
+    assert_eq!(fake.posts()[0].id, sent.remote_id);
+    assert_eq!(fake.containers(), 2);
+}
+
+#[tokio::test]
+async fn deleting_a_post_and_a_post_already_gone_both_succeed() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let published = threads
+        .publish(&account, &post("Wrong statement."))
+        .await
+        .unwrap();
+
+    threads
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap();
+    assert!(fake.posts()[0].deleted);
+    threads
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap();
+    threads.delete(&account, "17841499999999999").await.unwrap();
+
+    fake.revoke(&user.token);
+    let error = threads
+        .delete(&account, &published.remote_id)
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "auth_revoked");
+}
+
+#[tokio::test]
+async fn the_delete_cap_is_a_rate_limit() {
+    let fake = FakeThreads::start_with(FakeThreadsConfig {
+        delete_quota: 1,
+        ..FakeThreadsConfig::default()
+    })
+    .await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    let a = threads.publish(&account, &post("a")).await.unwrap();
+    let b = threads.publish(&account, &post("b")).await.unwrap();
+    threads.delete(&account, &a.remote_id).await.unwrap();
+    let error = threads.delete(&account, &b.remote_id).await.unwrap_err();
+    assert_eq!(error.class(), "rate_limited", "{error}");
+    assert!(!fake.posts()[1].deleted);
+}
+
+#[tokio::test]
+async fn check_reads_the_profile() {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    connector(&fake).check(&account).await.unwrap();
+    assert_eq!(
+        account.credentials.lock().await.get("username"),
+        Some("kettleco")
+    );
+    assert_eq!(fake.requests_to("/v1.0/me"), 1);
+}

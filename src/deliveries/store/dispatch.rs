@@ -15,6 +15,9 @@ use crate::db::schema::{accounts, deliveries, delivery_attempts, statements, var
 use crate::db::{self, DbConnection};
 use crate::deliveries::DeliveryStatus;
 use crate::log::{self, NewEvent};
+use crate::platforms::ReplyTarget;
+use crate::statements::store::VariantRow;
+use crate::statements::VariantContent;
 
 /// A delivery claimed for one attempt, with what it needs to publish.
 #[derive(Debug, Clone)]
@@ -22,7 +25,10 @@ pub struct Claim {
     pub delivery: DeliveryRow,
     pub title: String,
     pub language: Option<String>,
-    pub text: String,
+    /// The variant: text, later thread parts, images.
+    pub content: VariantContent,
+    /// A correction: the parts of the post it answers (first and last).
+    pub reply_to: Option<ReplyTarget>,
     pub account: AccountRow,
 }
 
@@ -176,7 +182,7 @@ fn insert_attempts(conn: &mut DbConnection, rows: &[AttemptRow]) -> QueryResult<
 fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<Vec<Claim>> {
     use std::collections::HashMap;
     let mut statements_seen: HashMap<String, (String, Option<String>)> = HashMap::new();
-    let mut texts: HashMap<(String, String), String> = HashMap::new();
+    let mut texts: HashMap<(String, String), VariantContent> = HashMap::new();
     let mut accounts_seen: HashMap<String, AccountRow> = HashMap::new();
     let mut claims = Vec::with_capacity(rows.len());
     for row in rows {
@@ -189,11 +195,11 @@ fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<
         }
         let text_key = (row.statement_id.clone(), row.platform.clone());
         if !texts.contains_key(&text_key) {
-            let text: String = variants::table
+            let variant: VariantRow = variants::table
                 .find((&row.statement_id, &row.platform))
-                .select(variants::text)
+                .select(VariantRow::as_select())
                 .first(conn)?;
-            texts.insert(text_key.clone(), text);
+            texts.insert(text_key.clone(), variant.content());
         }
         if !accounts_seen.contains_key(&row.account_id) {
             let account: AccountRow = accounts::table
@@ -203,8 +209,27 @@ fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<
             accounts_seen.insert(row.account_id.clone(), account);
         }
         let (title, language) = statements_seen[&row.statement_id].clone();
+        let reply_to = match &row.reply_to_delivery_id {
+            None => None,
+            Some(target) => {
+                let target: Option<DeliveryRow> = deliveries::table
+                    .find(target)
+                    .select(DeliveryRow::as_select())
+                    .first(conn)
+                    .optional()?;
+                let parts = target.map(|t| t.parts()).unwrap_or_default();
+                match (parts.first(), parts.last()) {
+                    (Some(first), Some(last)) => Some(ReplyTarget {
+                        root_id: first.id.clone(),
+                        parent_id: last.id.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+        };
         claims.push(Claim {
-            text: texts[&text_key].clone(),
+            content: texts[&text_key].clone(),
+            reply_to,
             account: accounts_seen[&row.account_id].clone(),
             title,
             language,
@@ -715,20 +740,26 @@ pub fn settle_reconciliation(
     })
 }
 
-/// Save credentials a connector changed (a refreshed session), sealed.
-pub fn save_credentials(
+/// Record the parts of a thread published so far (by the lease holder
+/// only), so a retry or a reconciliation goes on from the next part.
+pub fn save_progress(
     conn: &mut DbConnection,
-    account_id: &str,
-    sealed: &str,
-) -> QueryResult<NaiveDateTime> {
-    let now = db::now();
-    diesel::update(accounts::table.find(account_id))
-        .set((
-            accounts::credentials.eq(Some(sealed)),
-            accounts::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(now)
+    owner: &str,
+    delivery_id: &str,
+    parts: &[super::RemotePart],
+) -> QueryResult<bool> {
+    let json = serde_json::to_string(parts).unwrap_or_else(|_| "[]".into());
+    let changed = diesel::update(
+        deliveries::table
+            .find(delivery_id)
+            .filter(deliveries::lease_owner.eq(owner)),
+    )
+    .set((
+        deliveries::remote_parts.eq(Some(json)),
+        deliveries::updated_at.eq(db::now()),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
 }
 
 /// Counts by status (for `GET /v1/publishing`).

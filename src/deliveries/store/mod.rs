@@ -8,8 +8,7 @@ mod dispatch;
 
 pub use dispatch::{
     claim_due, claim_unknown, count_by_status, next_due_after, rescue_expired_leases,
-    save_credentials, settle, settle_reconciliation, sweep_missed, Claim, Outcome, Reconciled,
-    Settle,
+    save_progress, settle, settle_reconciliation, sweep_missed, Claim, Outcome, Reconciled, Settle,
 };
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
@@ -61,9 +60,52 @@ pub struct DeliveryRow {
     pub created_by: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The published parts of a thread, in order: JSON `[{id, url}]`.
+    pub remote_parts: Option<String>,
+    /// A correction: the delivery whose post this one answers.
+    pub reply_to_delivery_id: Option<String>,
+    pub retracted_at: Option<NaiveDateTime>,
+    /// Why the last retraction could not delete the post.
+    pub retraction_error: Option<String>,
+}
+
+/// One published part of a thread.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemotePart {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl DeliveryRow {
+    /// Every part on the network, first first: the thread's parts, or the
+    /// one post.
+    pub fn parts(&self) -> Vec<RemotePart> {
+        let parts: Vec<RemotePart> = self
+            .remote_parts
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        if !parts.is_empty() {
+            return parts;
+        }
+        match &self.remote_id {
+            Some(id) if self.published_at.is_some() => vec![RemotePart {
+                id: id.clone(),
+                url: self.remote_url.clone(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The parts published so far by an unfinished thread.
+    pub fn progress(&self) -> Vec<RemotePart> {
+        self.remote_parts
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    }
+
     pub fn status(&self) -> QueryResult<DeliveryStatus> {
         DeliveryStatus::parse(&self.status).ok_or_else(|| {
             diesel::result::Error::DeserializationError(
@@ -113,7 +155,7 @@ where
     })
 }
 
-fn event(actor: &str, action: &'static str, d: &DeliveryRow) -> NewEvent {
+pub(crate) fn event(actor: &str, action: &'static str, d: &DeliveryRow) -> NewEvent {
     let mut e = NewEvent::new(actor, action)
         .statement(&d.statement_id)
         .account(&d.account_id);
@@ -135,6 +177,9 @@ pub struct ScheduleRequest {
     pub planned_at: DateTime<Utc>,
     pub timezone: Option<String>,
     pub max_lateness_s: i32,
+    /// Corrections: per account (same order as `account_ids`), the
+    /// delivery whose post the new one answers. Empty for a plain schedule.
+    pub reply_to: Vec<Option<String>>,
 }
 
 pub fn schedule(
@@ -220,6 +265,12 @@ pub fn schedule(
         let planned_at = db::truncate_micros(req.planned_at.naive_utc());
         let deadline = planned_at + Duration::seconds(i64::from(req.max_lateness_s));
         let mut rows = Vec::with_capacity(targets.len());
+        let reply_to = |account_id: &str| {
+            req.account_ids
+                .iter()
+                .position(|a| a == account_id)
+                .and_then(|i| req.reply_to.get(i).cloned().flatten())
+        };
         for (n, account) in targets.into_iter().enumerate() {
             let id = db::new_id();
             // Bluesky takes the key as its record key, which for posts must
@@ -261,6 +312,10 @@ pub fn schedule(
                 created_by: actor.into(),
                 created_at: now,
                 updated_at: now,
+                remote_parts: None,
+                reply_to_delivery_id: reply_to(&account.id),
+                retracted_at: None,
+                retraction_error: None,
             };
             diesel::insert_into(deliveries::table)
                 .values(&row)
@@ -274,6 +329,7 @@ pub fn schedule(
                     "planned_at": utc(planned_at),
                     "timezone": row.timezone,
                     "max_lateness_s": row.max_lateness_s,
+                    "reply_to_delivery_id": row.reply_to_delivery_id,
                 })),
             )?;
             rows.push(row);

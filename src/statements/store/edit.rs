@@ -9,7 +9,7 @@ use crate::db::schema::{statements, variants};
 use crate::db::{self, DbConnection};
 use crate::log::{self, NewEvent};
 use crate::platforms::Platform;
-use crate::statements::{edit_refusal, effective_severity, Kind, Severity, Status};
+use crate::statements::{edit_refusal, effective_severity, Kind, Severity, Status, VariantContent};
 
 /// A validated new statement.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct NewStatement {
     pub severity: Option<Severity>,
     /// BCP 47 tag of the text (sent to networks that take one).
     pub language: Option<String>,
-    pub variants: Vec<(Platform, String)>,
+    pub variants: Vec<(Platform, VariantContent)>,
 }
 
 pub fn create(conn: &mut DbConnection, actor: &str, new: NewStatement) -> Result<Statement> {
@@ -73,7 +73,7 @@ pub struct StatementPatch {
     pub severity: Option<Option<Severity>>,
     /// `Some(None)` clears it.
     pub language: Option<Option<String>>,
-    pub variants: Option<Vec<(Platform, String)>>,
+    pub variants: Option<Vec<(Platform, VariantContent)>>,
 }
 
 pub fn update(
@@ -140,7 +140,7 @@ pub fn update(
                     "language": language,
                     "variants": patch.variants.as_ref().map(|list| list
                         .iter()
-                        .map(|(p, text)| json!({"platform": p.as_str(), "text": text}))
+                        .map(|(p, c)| variant_json(*p, c))
                         .collect::<Vec<_>>()),
                     "status_before": before.status.as_str(),
                 })),
@@ -155,18 +155,15 @@ pub fn put_variant(
     actor: &str,
     id: &str,
     platform: Platform,
-    text: &str,
+    content: &VariantContent,
 ) -> Result<(Statement, bool)> {
     db::write_tx(conn, |conn| {
         let before = open_for_edit(conn, actor, id)?;
         let existed = before.variants.iter().any(|(p, _)| *p == platform);
         if existed {
-            diesel::update(variants::table.find((id, platform.as_str())))
-                .set((variants::text.eq(text), variants::updated_at.eq(db::now())))
-                .execute(conn)?;
-        } else {
-            insert_variants(conn, id, &[(platform, text.to_string())], db::now())?;
+            diesel::delete(variants::table.find((id, platform.as_str()))).execute(conn)?;
         }
+        insert_variants(conn, id, &[(platform, content.clone())], db::now())?;
         log::store::append(
             conn,
             NewEvent::new(actor, "statement.edited")
@@ -175,7 +172,9 @@ pub fn put_variant(
                     "changed": ["variants"],
                     "platform": platform.as_str(),
                     "variant": if existed { "replaced" } else { "added" },
-                    "text": text,
+                    "text": content.text,
+                    "thread": content.thread,
+                    "media": content.media,
                 })),
         )?;
         Ok((get(conn, id)?, !existed))
@@ -209,4 +208,16 @@ pub fn delete_variant(
         )?;
         get(conn, id)
     })
+}
+
+/// A variant as the publish log shows it (thread and media only when present).
+fn variant_json(platform: Platform, content: &VariantContent) -> serde_json::Value {
+    let mut v = json!({"platform": platform.as_str(), "text": content.text});
+    if !content.thread.is_empty() {
+        v["thread"] = json!(content.thread);
+    }
+    if !content.media.is_empty() {
+        v["media"] = json!(content.media);
+    }
+    v
 }

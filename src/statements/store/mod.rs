@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{required_approvals, Kind, Severity, Status};
+use super::{required_approvals, Kind, Severity, Status, VariantContent};
 use crate::db::schema::{approvals, statements, variants};
 use crate::db::{self, DbConnection};
 use crate::platforms::Platform;
@@ -47,6 +47,29 @@ pub struct VariantRow {
     pub platform: String,
     pub text: String,
     pub updated_at: NaiveDateTime,
+    /// Later parts of a thread: a JSON array of strings.
+    pub thread: Option<String>,
+    /// Images: a JSON array of `MediaRef`.
+    pub media: Option<String>,
+}
+
+impl VariantRow {
+    /// The variant's content. Unreadable JSON (never written by Herald) reads as none.
+    pub fn content(&self) -> VariantContent {
+        VariantContent {
+            text: self.text.clone(),
+            thread: self
+                .thread
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+            media: self
+                .media
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -86,7 +109,16 @@ impl Statement {
             "variants": self
                 .variants
                 .iter()
-                .map(|(p, v)| (p.as_str(), v.text.as_str()))
+                .map(|(p, v)| {
+                    let c = v.content();
+                    // Threads and images were added later: a variant
+                    // without them digests as it always did.
+                    if c.thread.is_empty() && c.media.is_empty() {
+                        serde_json::json!([p.as_str(), c.text])
+                    } else {
+                        serde_json::json!([p.as_str(), c.text, {"thread": c.thread, "media": c.media}])
+                    }
+                })
                 .collect::<Vec<_>>(),
         });
         // Added with the language field: digests of statements without one
@@ -315,17 +347,12 @@ pub(super) fn insert_draft(
 pub(super) fn insert_variants(
     conn: &mut DbConnection,
     statement_id: &str,
-    list: &[(Platform, String)],
+    list: &[(Platform, VariantContent)],
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     let rows: Vec<VariantRow> = list
         .iter()
-        .map(|(platform, text)| VariantRow {
-            statement_id: statement_id.into(),
-            platform: platform.as_str().into(),
-            text: text.clone(),
-            updated_at: now,
-        })
+        .map(|(platform, content)| variant_row(statement_id, *platform, content, now))
         .collect();
     for row in rows {
         diesel::insert_into(variants::table)
@@ -333,6 +360,23 @@ pub(super) fn insert_variants(
             .execute(conn)?;
     }
     Ok(())
+}
+
+pub(super) fn variant_row(
+    statement_id: &str,
+    platform: Platform,
+    content: &VariantContent,
+    now: NaiveDateTime,
+) -> VariantRow {
+    let json = |empty: bool, value: serde_json::Value| (!empty).then(|| value.to_string());
+    VariantRow {
+        statement_id: statement_id.into(),
+        platform: platform.as_str().into(),
+        text: content.text.clone(),
+        updated_at: now,
+        thread: json(content.thread.is_empty(), serde_json::json!(content.thread)),
+        media: json(content.media.is_empty(), serde_json::json!(content.media)),
+    }
 }
 
 pub(super) fn set_status(conn: &mut DbConnection, id: &str, status: Status) -> QueryResult<()> {

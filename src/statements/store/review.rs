@@ -215,7 +215,7 @@ pub fn revise(conn: &mut DbConnection, actor: &str, id: &str) -> Result<Statemen
             variants: old
                 .variants
                 .iter()
-                .map(|(p, v)| (*p, v.text.clone()))
+                .map(|(p, v)| (*p, v.content()))
                 .collect(),
         };
         let lineage = Lineage {

@@ -1,0 +1,18 @@
+ALTER TABLE sandbox_posts DROP COLUMN media;
+ALTER TABLE sandbox_posts DROP COLUMN in_reply_to;
+DROP TABLE media;
+DROP TABLE delivery_checks;
+ALTER TABLE deliveries DROP COLUMN retraction_error;
+ALTER TABLE deliveries DROP COLUMN retracted_at;
+ALTER TABLE deliveries DROP COLUMN reply_to_delivery_id;
+ALTER TABLE deliveries DROP COLUMN remote_parts;
+ALTER TABLE variants DROP COLUMN media;
+ALTER TABLE variants DROP COLUMN thread;
+DROP INDEX accounts_by_expiry;
+ALTER TABLE accounts DROP COLUMN check_error;
+ALTER TABLE accounts DROP COLUMN checked_at;
+ALTER TABLE accounts DROP COLUMN refresh_lease_until;
+ALTER TABLE accounts DROP COLUMN token_expires_at;
+ALTER TABLE accounts DROP COLUMN remote_name;
+DROP TABLE oauth_apps;
+DROP TABLE oauth_states;

@@ -1,0 +1,483 @@
+//! What Facebook Pages and Instagram share (shared/platforms.md §5.4, §5.5,
+//! §6.4, §6.5): Meta's Graph API error envelope
+//! `{"error":{"message","type","code","error_subcode","error_user_title","error_user_msg","is_transient","fbtrace_id"}}`,
+//! the JSON usage headers (`X-Business-Use-Case-Usage`, `X-App-Usage`,
+//! `X-Page-Usage`), Graph timestamps, and the mapping of an answer to a
+//! [`ConnectorError`].
+//!
+//! Meta throttles with HTTP 400 or 403, not 429: the class comes from
+//! `error.code`, never from the status alone.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::ConnectorError;
+
+/// Wait when Meta throttles without saying for how long.
+pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(300);
+/// Longest server message quoted in an error.
+const MAX_MESSAGE: usize = 300;
+
+/// The `error` object of a Graph answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphError {
+    pub message: String,
+    pub kind: String,
+    pub code: i64,
+    pub subcode: Option<i64>,
+    /// `error_user_msg`: the text Meta means for people, when present.
+    pub user_message: Option<String>,
+    pub is_transient: bool,
+}
+
+impl GraphError {
+    /// Read the envelope of `body`, if it is one.
+    pub fn parse(body: &Value) -> Option<GraphError> {
+        let error = body.get("error")?;
+        if !error.is_object() {
+            return None;
+        }
+        let int = |name: &str| {
+            error.get(name).and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+        };
+        let text = |name: &str| {
+            error
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(GraphError {
+            message: text("message").unwrap_or_default(),
+            kind: text("type").unwrap_or_default(),
+            code: int("code").unwrap_or(0),
+            subcode: int("error_subcode"),
+            user_message: text("error_user_msg"),
+            is_transient: error
+                .get("is_transient")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+
+    /// A token-level failure (190 invalid/expired/revoked token, 102 session).
+    pub fn is_token_error(&self) -> bool {
+        matches!(self.code, 190 | 102)
+    }
+
+    /// A throttle code: 4 (app), 17 (user), 32 (Page), 613, 80000–80014 (BUC).
+    pub fn is_throttle(&self) -> bool {
+        matches!(self.code, 4 | 17 | 32 | 613 | 80000..=80014)
+    }
+
+    /// A missing permission: 10 and 200–299.
+    pub fn is_permission(&self) -> bool {
+        self.code == 10 || (200..=299).contains(&self.code)
+    }
+
+    /// The object does not exist (any more): code 100 subcode 33, or 803.
+    pub fn is_missing_object(&self) -> bool {
+        (self.code == 100 && self.subcode == Some(33)) || self.code == 803
+    }
+
+    /// Duplicate status message (Facebook).
+    pub fn is_duplicate(&self) -> bool {
+        self.code == 506
+    }
+}
+
+/// The usage headers of one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Largest `estimated_time_to_regain_access` (given in minutes) of the
+    /// `X-Business-Use-Case-Usage` entries, when above zero.
+    pub regain_access: Option<Duration>,
+    /// Largest percentage of any budget used (call count, CPU time, total
+    /// time) over the usage headers.
+    pub max_percent: Option<f64>,
+}
+
+impl Usage {
+    pub fn parse(headers: &reqwest::header::HeaderMap) -> Usage {
+        let mut usage = Usage::default();
+        let mut note = |value: &Value| {
+            for field in [
+                "call_count",
+                "total_cputime",
+                "total_time",
+                "acc_id_util_pct",
+            ] {
+                if let Some(p) = value.get(field).and_then(number) {
+                    usage.max_percent = Some(usage.max_percent.map_or(p, |m: f64| m.max(p)));
+                }
+            }
+            if let Some(minutes) = value
+                .get("estimated_time_to_regain_access")
+                .and_then(number)
+            {
+                if minutes > 0.0 {
+                    let wait = Duration::from_secs_f64((minutes * 60.0).min(86_400.0 * 7.0));
+                    usage.regain_access = Some(usage.regain_access.map_or(wait, |w| w.max(wait)));
+                }
+            }
+        };
+        let json = |name: &str| -> Option<Value> {
+            let text = headers.get(name)?.to_str().ok()?;
+            serde_json::from_str(text).ok()
+        };
+        if let Some(Value::Object(by_id)) = json("x-business-use-case-usage") {
+            for entries in by_id.values() {
+                match entries {
+                    Value::Array(items) => items.iter().for_each(&mut note),
+                    other => note(other),
+                }
+            }
+        }
+        for name in ["x-app-usage", "x-page-usage", "x-ad-account-usage"] {
+            if let Some(value) = json(name) {
+                note(&value);
+            }
+        }
+        usage
+    }
+
+    /// After a success: the account's budget is spent (some budget at 100 %
+    /// or more) until then.
+    pub fn pause_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.max_percent? < 100.0 {
+            return None;
+        }
+        let wait = self.regain_access.unwrap_or(DEFAULT_THROTTLE);
+        Some(now + chrono::Duration::from_std(wait).ok()?)
+    }
+}
+
+fn number(value: &Value) -> Option<f64> {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|n| n.is_finite())
+}
+
+/// One Graph answer, read.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub error: Option<GraphError>,
+    pub usage: Usage,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status) && self.error.is_none()
+    }
+
+    /// A string (or numeric) field of the body.
+    pub fn str(&self, name: &str) -> Option<String> {
+        text_field(&self.body, name)
+    }
+
+    /// "Facebook answered 400 (#190/460): message", at most a few hundred characters.
+    pub fn describe(&self, network: &str) -> String {
+        let Some(error) = &self.error else {
+            let text = match &self.body {
+                Value::Null => String::new(),
+                other => clip(&other.to_string()),
+            };
+            return if text.is_empty() {
+                format!("{network} answered {}", self.status)
+            } else {
+                format!("{network} answered {}: {text}", self.status)
+            };
+        };
+        let code = match error.subcode {
+            Some(sub) => format!("#{}/{sub}", error.code),
+            None => format!("#{}", error.code),
+        };
+        let mut message = clip(&error.message);
+        if let Some(user) = &error.user_message {
+            if !message.contains(user.as_str()) {
+                message = format!("{message} ({})", clip(user));
+            }
+        }
+        format!("{network} answered {} ({code}): {message}", self.status)
+    }
+}
+
+/// A string field of `value`; numbers are given as their decimal text
+/// (Graph ids are strings, but fakes and old versions send numbers).
+pub fn text_field(value: &Value, name: &str) -> Option<String> {
+    match value.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn clip(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_MESSAGE).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Send `request` and read the answer. A failure on the way is `Unknown`
+/// for a write (it may have been received), `Transient` for a read.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    is_write: bool,
+) -> Result<Reply, ConnectorError> {
+    let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
+        ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
+            message,
+            status: None,
+        },
+        other => other,
+    };
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status().as_u16();
+    let usage = Usage::parse(response.headers());
+    let bytes = response.bytes().await.map_err(failed)?;
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let error = GraphError::parse(&body).or_else(|| {
+        // A non-2xx answer without an envelope (a proxy's page): keep the status.
+        (!(200..300).contains(&status)).then(GraphError::default)
+    });
+    Ok(Reply {
+        status,
+        body,
+        error,
+        usage,
+    })
+}
+
+/// How token failures (190/102) are read by the caller's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A Facebook Page token: it does not expire, so even "expired" (463)
+    /// means the admin must reconnect.
+    Page,
+    /// An Instagram user token: expired or invalid, it cannot be renewed
+    /// (`ig_refresh_token` needs a valid token), so the admin reconnects.
+    InstagramUser,
+}
+
+/// Classify a failed Graph answer (shared/platforms.md §5.4–5.5, §6.5).
+pub fn classify(network: &str, reply: &Reply, tokens: TokenKind) -> ConnectorError {
+    let status = Some(reply.status);
+    let message = reply.describe(network);
+    let Some(error) = reply.error.as_ref().filter(|e| e.code != 0) else {
+        return by_status(reply, message);
+    };
+    if error.is_token_error() {
+        let hint = match (error.subcode, tokens) {
+            (Some(463), TokenKind::Page) => "the Page token expired; reconnect the account",
+            (Some(463), TokenKind::InstagramUser) => {
+                "the Instagram token expired; reconnect the account"
+            }
+            (Some(460), _) => "the password changed; reconnect the account",
+            (Some(458), _) => "the app was removed; reconnect the account",
+            (Some(459), _) => "the user must log in on the website first, then reconnect",
+            _ => "the token no longer works; reconnect the account",
+        };
+        return ConnectorError::AuthRevoked {
+            message: format!("{message} — {hint}"),
+            status,
+        };
+    }
+    if error.is_throttle() || reply.status == 429 {
+        return ConnectorError::RateLimited {
+            retry_after: reply.usage.regain_access.unwrap_or(DEFAULT_THROTTLE),
+            message,
+            status,
+        };
+    }
+    if error.is_permission() {
+        return ConnectorError::Rejected {
+            message: format!("{message} — a permission is missing; reconnect and grant it"),
+            status,
+        };
+    }
+    if error.code == 368 {
+        return ConnectorError::Rejected {
+            message: format!("{message} — the account is temporarily blocked from posting"),
+            status,
+        };
+    }
+    if matches!(error.code, 1 | 2) || error.is_transient || error.subcode == Some(2207001) {
+        return ConnectorError::Transient { message, status };
+    }
+    if reply.status >= 500 {
+        return ConnectorError::Transient { message, status };
+    }
+    ConnectorError::Rejected { message, status }
+}
+
+fn by_status(reply: &Reply, message: String) -> ConnectorError {
+    let status = Some(reply.status);
+    match reply.status {
+        429 => ConnectorError::RateLimited {
+            retry_after: reply.usage.regain_access.unwrap_or(DEFAULT_THROTTLE),
+            message,
+            status,
+        },
+        401 => ConnectorError::AuthRevoked { message, status },
+        s if s >= 500 => ConnectorError::Transient { message, status },
+        _ => ConnectorError::Rejected { message, status },
+    }
+}
+
+/// Graph timestamps: `2026-11-25T09:00:00+0000` (ISO 8601 without the colon)
+/// or RFC 3339.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%z"))
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The text Graph returns compared with the text sent: line endings and
+/// surrounding white space may differ.
+pub fn same_text(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.replace("\r\n", "\n").trim().to_string();
+    norm(a) == norm(b)
+}
+
+/// `base` without its trailing slashes.
+pub fn trim_base(base: &str) -> String {
+    base.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use reqwest::header::HeaderMap;
+    use serde_json::json;
+
+    fn reply(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            error: GraphError::parse(&body),
+            body,
+            usage: Usage::default(),
+        }
+    }
+
+    fn err(code: i64, subcode: Option<i64>) -> Value {
+        let mut e = json!({"message": "Something", "type": "OAuthException", "code": code, "fbtrace_id": "A1"});
+        if let Some(s) = subcode {
+            e["error_subcode"] = json!(s);
+        }
+        json!({ "error": e })
+    }
+
+    #[test]
+    fn the_envelope_is_read_with_string_or_number_codes() {
+        let e = GraphError::parse(&json!({"error":{"message":"Bad","type":"OAuthException","code":"190","error_subcode":460,"error_user_msg":"Log in again","is_transient":false}})).unwrap();
+        assert_eq!(e.code, 190);
+        assert_eq!(e.subcode, Some(460));
+        assert_eq!(e.user_message.as_deref(), Some("Log in again"));
+        assert!(GraphError::parse(&json!({"id": "1"})).is_none());
+        assert!(GraphError::parse(&json!({"error": "invalid_grant"})).is_none());
+    }
+
+    #[test]
+    fn token_permission_throttle_block_and_transient_codes_are_told_apart() {
+        let c = |status, body| classify("Facebook", &reply(status, body), TokenKind::Page).class();
+        assert_eq!(c(400, err(190, Some(463))), "auth_revoked");
+        assert_eq!(c(400, err(190, Some(460))), "auth_revoked");
+        assert_eq!(c(400, err(190, None)), "auth_revoked");
+        assert_eq!(c(400, err(102, None)), "auth_revoked");
+        assert_eq!(c(403, err(10, None)), "rejected");
+        assert_eq!(c(403, err(200, None)), "rejected");
+        assert_eq!(c(403, err(299, None)), "rejected");
+        for code in [4, 17, 32, 613, 80001] {
+            assert_eq!(c(400, err(code, None)), "rate_limited", "code {code}");
+        }
+        assert_eq!(c(400, err(368, None)), "rejected");
+        assert_eq!(c(500, err(1, None)), "transient");
+        assert_eq!(c(500, err(2, None)), "transient");
+        assert_eq!(c(400, err(9, Some(2207001))), "transient");
+        assert_eq!(c(400, err(100, None)), "rejected");
+        assert_eq!(c(502, Value::Null), "transient");
+        assert_eq!(c(429, Value::Null), "rate_limited");
+        let revoked = classify(
+            "Facebook",
+            &reply(400, err(190, Some(463))),
+            TokenKind::Page,
+        );
+        assert!(revoked.to_string().contains("reconnect"), "{revoked}");
+        assert!(revoked.to_string().contains("#190/463"), "{revoked}");
+    }
+
+    #[test]
+    fn throttles_wait_for_the_buc_estimate_in_minutes_or_five_minutes() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-business-use-case-usage",
+            r#"{"112233":[{"type":"pages","call_count":100,"total_cputime":20,"total_time":30,"estimated_time_to_regain_access":7}]}"#
+                .parse()
+                .unwrap(),
+        );
+        headers.insert(
+            "x-app-usage",
+            r#"{"call_count":12,"total_cputime":5,"total_time":7}"#
+                .parse()
+                .unwrap(),
+        );
+        let usage = Usage::parse(&headers);
+        assert_eq!(usage.regain_access, Some(Duration::from_secs(420)));
+        assert_eq!(usage.max_percent, Some(100.0));
+        let mut r = reply(400, err(80001, None));
+        r.usage = usage;
+        match classify("Facebook", &r, TokenKind::Page) {
+            ConnectorError::RateLimited { retry_after, .. } => {
+                assert_eq!(retry_after, Duration::from_secs(420))
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = reply(403, err(4, None));
+        match classify("Facebook", &r, TokenKind::Page) {
+            ConnectorError::RateLimited { retry_after, .. } => {
+                assert_eq!(retry_after, DEFAULT_THROTTLE)
+            }
+            other => panic!("{other:?}"),
+        }
+        let now = Utc::now();
+        assert_eq!(
+            usage.pause_until(now),
+            Some(now + chrono::Duration::seconds(420))
+        );
+        assert_eq!(Usage::default().pause_until(now), None);
+        // Garbage headers are ignored.
+        let mut bad = HeaderMap::new();
+        bad.insert("x-business-use-case-usage", "not json".parse().unwrap());
+        assert_eq!(Usage::parse(&bad), Usage::default());
+    }
+
+    #[test]
+    fn graph_times_parse_with_or_without_the_colon() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+        assert_eq!(parse_time("2026-11-25T09:00:00+0000"), Some(t));
+        assert_eq!(parse_time("2026-11-25T09:00:00Z"), Some(t));
+        assert_eq!(parse_time("2026-11-25T10:00:00+01:00"), Some(t));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn texts_compare_across_line_endings() {
+        assert!(same_text("a\r\nb ", "a\nb"));
+        assert!(!same_text("a", "b"));
+    }
+}
