@@ -318,9 +318,23 @@ pub async fn oauth_callback(
             });
         }
     };
+    // A Mastodon instance states its own character limit (as when an
+    // account is added with credentials); 500 when it does not answer.
+    let mut max_characters = None;
+    if let (Platform::Mastodon, Some(base)) = (platform, pending.base_url.as_deref()) {
+        let lookup = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            state.connectors.mastodon.instance_limit(base),
+        );
+        if let Ok(Ok(limit)) = lookup.await {
+            max_characters = i32::try_from(limit).ok().filter(|n| *n > 0);
+        }
+    }
     let secret = state.secret.clone();
     let row = state
-        .db(move |conn| save_connected(conn, &secret, &pending, platform, connected))
+        .db(move |conn| {
+            save_connected(conn, &secret, &pending, platform, connected, max_characters)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(AccountResponse::try_from(row)?))
 }
@@ -535,6 +549,7 @@ fn save_connected(
     pending: &PendingState,
     platform: Platform,
     connected: Connected,
+    max_characters: Option<i32>,
 ) -> ApiResult<AccountRow> {
     let plaintext =
         serde_json::to_vec(connected.credentials.values()).map_err(ApiError::internal)?;
@@ -559,6 +574,7 @@ fn save_connected(
                         accounts::base_url.eq(pending.base_url.clone()),
                         accounts::remote_name.eq(connected.remote_name.clone()),
                         accounts::token_expires_at.eq(expires),
+                        accounts::max_characters.eq(max_characters.or(row.max_characters)),
                         accounts::refresh_lease_until.eq(None::<NaiveDateTime>),
                         accounts::updated_at.eq(now),
                     ))
@@ -580,6 +596,7 @@ fn save_connected(
                         accounts::updated_at.eq(now),
                         accounts::remote_name.eq(connected.remote_name.clone()),
                         accounts::token_expires_at.eq(expires),
+                        accounts::max_characters.eq(max_characters),
                     ))
                     .execute(conn)?;
                 (id, false)

@@ -122,10 +122,11 @@ impl Lifecycle {
         let (id, retry_at) = (account.id.clone(), |d| Some(db::now() + d));
         match result {
             Ok(expiry) => {
-                self.sessions.save(&session, Some(expiry)).await;
-                let renewed = expiry.map(|e| e.naive_utc()) != before;
-                // A token the network will not renew yet (Meta's 24-hour
-                // rule) is tried again in an hour.
+                // Renewed when the connector stored new credentials; a
+                // network that will not renew yet (Meta's 24-hour rule)
+                // leaves them as they were, and is tried again in an hour.
+                let renewed = session.credentials.lock().await.changed();
+                let sealed = self.sessions.sealed(&session, Some(expiry)).await;
                 let next = if renewed {
                     None
                 } else {
@@ -134,21 +135,32 @@ impl Lifecycle {
                 let details = json!({
                     "platform": platform.as_str(),
                     "expires_at": expiry,
-                    "renewed": renewed,
+                    "previous_expires_at": before.map(|t| t.and_utc()),
                 });
-                self.db(move |conn| {
-                    release_refresh_lease(conn, &id, next)?;
-                    if renewed {
-                        log::store::append(
-                            conn,
-                            NewEvent::new(SYSTEM, "account.token_refreshed")
-                                .account(&id)
-                                .details(details),
-                        )?;
-                    }
-                    Ok(())
-                })
-                .await?;
+                // The new tokens, the lease and the log entry: one transaction.
+                let updated_at = self
+                    .db(move |conn| {
+                        db::write_tx(conn, |conn| {
+                            let updated_at = match &sealed {
+                                Some(s) => Some(s.store(conn)?),
+                                None => None,
+                            };
+                            release_refresh_lease(conn, &id, next)?;
+                            if renewed {
+                                log::store::append(
+                                    conn,
+                                    NewEvent::new(SYSTEM, "account.token_refreshed")
+                                        .account(&id)
+                                        .details(details),
+                                )?;
+                            }
+                            Ok(updated_at)
+                        })
+                    })
+                    .await?;
+                if let Some(at) = updated_at {
+                    self.sessions.stored(&account.id, at);
+                }
                 Ok(renewed)
             }
             Err(ConnectorError::AuthRevoked { message, .. })

@@ -64,43 +64,61 @@ impl Sessions {
         Ok(session)
     }
 
-    /// Seal and store credentials a connector changed (a refreshed token),
-    /// with the token's new expiry when the caller knows it.
-    pub async fn save(&self, session: &AccountSession, expires_at: Option<Option<DateTime<Utc>>>) {
+    /// The session's credentials sealed for the store, if a connector
+    /// changed them (or the caller has a new expiry to record), with the
+    /// token's expiry: the `expires_at` credential connectors keep, unless
+    /// the caller knows better. Clears the changed mark.
+    pub async fn sealed(
+        &self,
+        session: &AccountSession,
+        expires_at: Option<Option<DateTime<Utc>>>,
+    ) -> Option<Sealed> {
         let values = {
             let mut credentials = session.credentials.lock().await;
             if !credentials.take_changed() && expires_at.is_none() {
-                return;
+                return None;
             }
             credentials.values().clone()
         };
-        let Ok(plain) = serde_json::to_vec(&values) else {
-            return;
-        };
-        // Connectors keep a token's expiry as an `expires_at` credential:
-        // the account's column follows it, so the refresh job sees it.
+        let plain = serde_json::to_vec(&values).ok()?;
         let expires_at = expires_at.or_else(|| {
             values
                 .get("expires_at")
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| Some(t.with_timezone(&Utc)))
         });
-        let sealed = self.secret.seal(&plain, &session.id);
-        let (pool, id) = (self.pool.clone(), session.id.clone());
+        Some(Sealed {
+            account_id: session.id.clone(),
+            credentials: self.secret.seal(&plain, &session.id),
+            expires_at,
+        })
+    }
+
+    /// Note that the account's row was written at `updated_at` by this
+    /// process, so the cached session stays (it already holds those values).
+    pub fn stored(&self, account_id: &str, updated_at: NaiveDateTime) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = cache.get_mut(account_id) {
+            entry.0 = updated_at;
+        }
+    }
+
+    /// Seal and store credentials a connector changed (a refreshed token),
+    /// with the token's new expiry when the caller knows it.
+    pub async fn save(&self, session: &AccountSession, expires_at: Option<Option<DateTime<Utc>>>) {
+        let Some(sealed) = self.sealed(session, expires_at).await else {
+            return;
+        };
+        let pool = self.pool.clone();
         let saved = tokio::task::spawn_blocking(move || -> QueryResult<NaiveDateTime> {
             let mut conn = pool
                 .get()
                 .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
-            store_credentials(&mut conn, &id, &sealed, expires_at)
+            sealed.store(&mut conn)
         })
         .await;
         match saved {
-            Ok(Ok(updated_at)) => {
-                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(entry) = cache.get_mut(&session.id) {
-                    entry.0 = updated_at;
-                }
-            }
+            Ok(Ok(updated_at)) => self.stored(&session.id, updated_at),
             Ok(Err(error)) => {
                 tracing::warn!(account = %session.id, %error, "saving refreshed credentials failed")
             }
@@ -108,6 +126,20 @@ impl Sessions {
                 tracing::warn!(account = %session.id, %error, "saving refreshed credentials failed")
             }
         }
+    }
+}
+
+/// Credentials ready for the store.
+pub struct Sealed {
+    pub account_id: String,
+    pub credentials: String,
+    /// `Some` when the token's expiry is known (`Some(None)`: it does not expire).
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl Sealed {
+    pub fn store(&self, conn: &mut DbConnection) -> QueryResult<NaiveDateTime> {
+        store_credentials(conn, &self.account_id, &self.credentials, self.expires_at)
     }
 }
 

@@ -151,12 +151,17 @@ fn start_retraction(
                 &format!("the statement was retracted: {reason}"),
             )?;
         }
+        // Published posts, and the parts a thread got out before it failed.
         let rows: Vec<DeliveryRow> = deliveries::table
             .filter(deliveries::lineage_id.eq(&lineage))
-            .filter(deliveries::status.eq_any([
-                DeliveryStatus::Published.as_str(),
-                DeliveryStatus::Retracted.as_str(),
-            ]))
+            .filter(
+                deliveries::status
+                    .eq_any([
+                        DeliveryStatus::Published.as_str(),
+                        DeliveryStatus::Retracted.as_str(),
+                    ])
+                    .or(deliveries::remote_parts.is_not_null()),
+            )
             .order(deliveries::id.asc())
             .select(DeliveryRow::as_select())
             .load(conn)?;

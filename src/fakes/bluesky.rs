@@ -34,15 +34,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::fakes::server::{bearer, dropped, sized_jpeg, FakeServer, Faults};
 use crate::platforms::connector::tid;
 
 const POST_COLLECTION: &str = "app.bsky.feed.post";
@@ -155,63 +155,27 @@ impl Default for RateLimits {
 
 /// A running fake PDS. Stops when dropped.
 pub struct FakeBluesky {
-    base_url: String,
     shared: Arc<Shared>,
-    server: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeBluesky {
     /// Start the fake on `127.0.0.1` with a free port, on its own thread.
     pub async fn start() -> FakeBluesky {
         let shared = Arc::new(Shared::default());
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let state = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("fake-bluesky".into())
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(state);
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(MAX_BLOB_BYTES))
-                            .route("/xrpc/{nsid}", web::route().to(xrpc))
-                            .route("/fake/image.jpg", web::get().to(image))
-                            .route("/fake/image/{size}", web::get().to(image))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0));
-                    match bound {
-                        Ok(server) => {
-                            let addr = server.addrs().first().copied();
-                            let server = server.run();
-                            let _ = ready_tx.send(addr.map(|a| (a, server.handle())));
-                            let _ = server.await;
-                        }
-                        Err(_) => {
-                            let _ = ready_tx.send(None);
-                        }
-                    }
-                })
+        let server = FakeServer::bind("fake-bluesky")
+            .serve(2, shared.clone(), MAX_BLOB_BYTES, |app| {
+                app.route("/xrpc/{nsid}", web::route().to(xrpc))
+                    .route("/fake/image.jpg", web::get().to(image))
+                    .route("/fake/image/{size}", web::get().to(image));
             })
-            .expect("spawn the fake Bluesky thread");
-        let (addr, server) = ready_rx
-            .await
-            .ok()
-            .flatten()
-            .expect("the fake Bluesky could not bind a loopback port");
-        FakeBluesky {
-            base_url: format!("http://{addr}"),
-            shared,
-            server,
-        }
+            .await;
+        FakeBluesky { shared, server }
     }
 
     /// `http://127.0.0.1:<port>`: the account's PDS URL.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// Create an account (or reset the app password of an existing handle);
@@ -270,12 +234,12 @@ impl FakeBluesky {
 
     /// A small JPEG the fake serves (`GET /fake/image.jpg`, 256 bytes).
     pub fn image_url(&self) -> String {
-        format!("{}/fake/image.jpg", self.base_url)
+        format!("{}/fake/image.jpg", self.server.base_url())
     }
 
     /// A JPEG of exactly `size` bytes the fake serves.
     pub fn image_url_of_size(&self, size: usize) -> String {
-        format!("{}/fake/image/{size}", self.base_url)
+        format!("{}/fake/image/{size}", self.server.base_url())
     }
 
     /// Blobs uploaded with `uploadBlob` (all accounts).
@@ -333,35 +297,32 @@ impl FakeBluesky {
     /// (5xx: `InternalServerError` and friends) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut state = self.shared.lock();
-        state.faults.fail = n;
-        state.faults.fail_status = status;
+        state.faults.fail.arm(n, status);
     }
 
     /// The next `n` authenticated `createRecord` calls get 429
     /// `RateLimitExceeded` with `RateLimit-Reset` `reset_in` from now.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
         let mut state = self.shared.lock();
-        state.faults.rate_limit = n;
-        state.faults.rate_limit_reset_in = reset_in;
+        state.faults.rate_limit.arm(n, reset_in);
     }
 
     /// The next `n` successful `createRecord` calls store the record, then
     /// close the connection without a response.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.shared.lock().faults.drop_after_store = n;
+        self.shared.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// The next `n` successful `createRecord` calls store the record, then
     /// wait `stall` before answering.
     pub fn stall_after_store_next(&self, n: usize, stall: Duration) {
         let mut state = self.shared.lock();
-        state.faults.stall_after_store = n;
-        state.faults.stall = stall;
+        state.faults.stall_after_store.arm(n, stall);
     }
 
     /// Wait this long before handling every request.
     pub fn set_latency(&self, latency: Duration) {
-        self.shared.lock().faults.latency = latency;
+        self.shared.lock().latency = latency;
     }
 
     /// Every stored post, in the order they arrived.
@@ -404,15 +365,6 @@ impl FakeBluesky {
             .did_of(handle)
             .and_then(|did| state.accounts.get(&did))
             .map_or(0, |a| a.sessions_refreshed)
-    }
-}
-
-impl Drop for FakeBluesky {
-    fn drop(&mut self) {
-        // The stop command is sent when `stop` is called; the returned future
-        // only waits for completion, which nobody needs here.
-        let stopping = self.server.stop(false);
-        drop(stopping);
     }
 }
 
@@ -466,18 +418,6 @@ struct StoredRecord {
     value: Value,
 }
 
-#[derive(Default)]
-struct Faults {
-    fail: usize,
-    fail_status: u16,
-    rate_limit: usize,
-    rate_limit_reset_in: Duration,
-    drop_after_store: usize,
-    stall_after_store: usize,
-    stall: Duration,
-    latency: Duration,
-}
-
 struct Window {
     started: Instant,
     reset_epoch: u64,
@@ -505,7 +445,9 @@ struct State {
     /// (DID, blob CID) → (MIME type, size).
     blobs: HashMap<(String, String), (String, u64)>,
     requests_by_nsid: HashMap<String, usize>,
-    faults: Faults,
+    faults: Faults<Duration>,
+    /// Waited before handling every request.
+    latency: Duration,
     limits: RateLimits,
     windows: HashMap<(&'static str, String), Window>,
     last_tid_micros: i64,
@@ -676,7 +618,7 @@ impl Reply {
 }
 
 async fn xrpc(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
-    let latency = shared.lock().faults.latency;
+    let latency = shared.lock().latency;
     if !latency.is_zero() {
         actix_web::rt::time::sleep(latency).await;
     }
@@ -688,14 +630,7 @@ async fn xrpc(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> 
     match reply.after {
         After::Respond => {}
         After::Stall(stall) => actix_web::rt::time::sleep(stall).await,
-        After::DropConnection => {
-            // A body that fails before its first byte: actix closes the
-            // connection without writing the response.
-            let failing = futures_util::stream::once(async {
-                Err::<web::Bytes, std::io::Error>(std::io::Error::other("dropped by the fake"))
-            });
-            return HttpResponse::Ok().streaming(failing);
-        }
+        After::DropConnection => return dropped("fake Bluesky"),
     }
     respond(reply)
 }
@@ -855,9 +790,7 @@ fn create_record(state: &mut State, req: &HttpRequest, body: &[u8]) -> Reply {
         Ok(did) => did,
         Err(reply) => return reply,
     };
-    if state.faults.fail > 0 {
-        state.faults.fail -= 1;
-        let status = state.faults.fail_status;
+    if let Some(status) = state.faults.fail.take() {
         let status = if (500..600).contains(&status) {
             status
         } else {
@@ -865,9 +798,7 @@ fn create_record(state: &mut State, req: &HttpRequest, body: &[u8]) -> Reply {
         };
         return Reply::error(status, server_error_name(status), "Internal Server Error");
     }
-    if state.faults.rate_limit > 0 {
-        state.faults.rate_limit -= 1;
-        let reset_in = state.faults.rate_limit_reset_in;
+    if let Some(reset_in) = state.faults.rate_limit.take() {
         let config = state
             .limits
             .write_points
@@ -978,12 +909,10 @@ fn store_record(state: &mut State, did: &str, body: &[u8]) -> Reply {
         "validationStatus": if validate { "valid" } else { "unknown" },
     }));
     let faults = &mut state.faults;
-    if faults.drop_after_store > 0 {
-        faults.drop_after_store -= 1;
+    if faults.drop_after_store.take().is_some() {
         reply.after = After::DropConnection;
-    } else if faults.stall_after_store > 0 {
-        faults.stall_after_store -= 1;
-        reply.after = After::Stall(faults.stall);
+    } else if let Some(stall) = faults.stall_after_store.take() {
+        reply.after = After::Stall(stall);
     }
     reply
 }
@@ -1127,14 +1056,7 @@ fn delete_record(state: &mut State, req: &HttpRequest, body: &[u8]) -> Reply {
 
 /// `GET /fake/image.jpg` and `GET /fake/image/{size}`: a JPEG to download.
 async fn image(req: HttpRequest) -> HttpResponse {
-    let size = req
-        .match_info()
-        .get("size")
-        .and_then(|s| s.trim_end_matches(".jpg").parse::<usize>().ok())
-        .unwrap_or(256);
-    HttpResponse::Ok()
-        .content_type("image/jpeg")
-        .body(crate::fakes::mastodon::FakeMastodon::image_bytes(size))
+    sized_jpeg(&req)
 }
 
 // --- record validation (app.bsky.feed.post lexicon) ------------------------------------------------
@@ -1400,13 +1322,6 @@ fn check_facet(facet: &Value, text_len: usize) -> Result<(), String> {
 }
 
 // --- helpers -----------------------------------------------------------------------------------
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
 
 fn input_object(body: &[u8]) -> Result<Map<String, Value>, Reply> {
     match serde_json::from_slice::<Value>(body) {

@@ -42,16 +42,15 @@
 //! no `guild_id` in the execute answer (the webhook object has it).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Map, Value};
+
+use crate::fakes::server::{random_token, FakeServer, Faults, Outcome};
 
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
 const CONTENT_LIMIT: usize = 2000;
@@ -113,9 +112,8 @@ pub struct FakeDiscordMessage {
 
 /// A running fake; stops when dropped.
 pub struct FakeDiscord {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeDiscord {
@@ -124,56 +122,28 @@ impl FakeDiscord {
     }
 
     pub async fn start_with(config: FakeDiscordConfig) -> FakeDiscord {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Discord port");
-        let port = listener.local_addr().expect("the fake Discord port").port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 bucket: config.webhook_bucket,
                 ..State::default()
             }),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let for_server = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("fake-discord-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(for_server);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
-                            .default_service(web::to(route))
-                    })
-                    .workers(workers)
-                    .backlog(4096)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen on the fake Discord port")
-                    .run();
-                    let _ = tx.send(server.handle());
-                    let _ = server.await;
-                })
+        let server = FakeServer::bind("fake-discord")
+            .serve(config.workers, shared.clone(), 1 << 20, |app| {
+                app.default_service(web::to(route));
             })
-            .expect("start the fake Discord thread");
-        let handle = rx.await.expect("the fake Discord server started");
-        FakeDiscord {
-            base_url,
-            shared,
-            handle,
-        }
+            .await;
+        FakeDiscord { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// `http://127.0.0.1:PORT/api/v10`: the REST base for bot calls.
     pub fn api_url(&self) -> String {
-        format!("{}/api/v10", self.base_url)
+        format!("{}/api/v10", self.server.base_url())
     }
 
     /// A webhook named `name` in a new channel of a new guild.
@@ -182,7 +152,7 @@ impl FakeDiscord {
         let guild_id = state.snowflake(Utc::now()).to_string();
         let channel_id = state.snowflake(Utc::now()).to_string();
         let id = state.snowflake(Utc::now()).to_string();
-        let token = Alphanumeric.sample_string(&mut rand::thread_rng(), 68);
+        let token = random_token(68);
         state.channels.entry(channel_id.clone()).or_default();
         state.webhooks.insert(
             id.clone(),
@@ -196,7 +166,7 @@ impl FakeDiscord {
             },
         );
         FakeWebhook {
-            url: format!("{}/api/webhooks/{id}/{token}", self.base_url),
+            url: format!("{}/api/webhooks/{id}/{token}", self.server.base_url()),
             id,
             token,
             channel_id,
@@ -208,9 +178,9 @@ impl FakeDiscord {
     pub fn add_bot(&self) -> String {
         let token = format!(
             "MT{}.{}.{}",
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 24),
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 6),
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 27)
+            random_token(24),
+            random_token(6),
+            random_token(27)
         );
         self.shared.lock().bots.insert(token.clone(), true);
         token
@@ -234,9 +204,13 @@ impl FakeDiscord {
     pub fn reset_webhook_token(&self, id: &str) -> Option<FakeWebhook> {
         let mut state = self.shared.lock();
         let hook = state.webhooks.get_mut(id)?;
-        hook.token = Alphanumeric.sample_string(&mut rand::thread_rng(), 68);
+        hook.token = random_token(68);
         Some(FakeWebhook {
-            url: format!("{}/api/webhooks/{id}/{}", self.base_url, hook.token),
+            url: format!(
+                "{}/api/webhooks/{id}/{}",
+                self.server.base_url(),
+                hook.token
+            ),
             id: id.to_string(),
             token: hook.token.clone(),
             channel_id: hook.channel_id.clone(),
@@ -288,27 +262,31 @@ impl FakeDiscord {
 
     /// The next `n` executes answer `status` (a 5xx) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.shared.lock().faults.fail = (n, status);
+        self.shared.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` executes answer 429 with `retry_after` (and `global` in the body).
     pub fn rate_limit_next(&self, n: usize, retry_after: Duration, global: bool) {
-        self.shared.lock().faults.rate_limit = (n, retry_after, global);
+        self.shared
+            .lock()
+            .faults
+            .rate_limit
+            .arm(n, (retry_after, global));
     }
 
     /// The next `n` executes answer 403 `50013 Missing Permissions`.
     pub fn deny_next(&self, n: usize) {
-        self.shared.lock().faults.deny = n;
+        self.shared.lock().deny = n;
     }
 
     /// The next `n` executes store the message, then drop the connection unanswered.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.shared.lock().faults.drop_after_store = n;
+        self.shared.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// The next `n` executes store the message, then wait `stall` before answering.
     pub fn stall_after_store_next(&self, n: usize, stall: Duration) {
-        self.shared.lock().faults.stall_after_store = (n, stall);
+        self.shared.lock().faults.stall_after_store.arm(n, stall);
     }
 
     /// Every request waits `latency` first.
@@ -346,12 +324,6 @@ impl FakeDiscord {
     }
 }
 
-impl Drop for FakeDiscord {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
@@ -377,15 +349,6 @@ struct Hook {
 }
 
 #[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    rate_limit: (usize, Duration, bool),
-    deny: usize,
-    drop_after_store: usize,
-    stall_after_store: (usize, Duration),
-}
-
-#[derive(Default)]
 struct State {
     bucket: Option<Bucket>,
     latency: Duration,
@@ -396,7 +359,10 @@ struct State {
     channels: HashMap<String, BTreeMap<u64, FakeDiscordMessage>>,
     execute_requests: usize,
     requests: HashMap<(String, String), usize>,
-    faults: Faults,
+    /// The rate limit: (retry after, global).
+    faults: Faults<(Duration, bool)>,
+    /// Executes still to refuse with Missing Permissions.
+    deny: usize,
 }
 
 /// `X-RateLimit-*` values of one answer.
@@ -442,12 +408,6 @@ fn form_error(path: &[&str], code: &str, message: &str) -> HttpResponse {
         errors = json!({ *key: errors });
     }
     error_body(400, 50035, "Invalid Form Body", Some(errors))
-}
-
-enum Outcome {
-    Answer(HttpResponse),
-    Stall(HttpResponse, Duration),
-    Drop,
 }
 
 impl State {
@@ -560,9 +520,7 @@ impl State {
         if let Err(response) = self.webhook(id, token) {
             return Outcome::Answer(response);
         }
-        if self.faults.rate_limit.0 > 0 {
-            self.faults.rate_limit.0 -= 1;
-            let (_, wait, global) = self.faults.rate_limit;
+        if let Some((wait, global)) = self.faults.rate_limit.take() {
             return Outcome::Answer(too_many(None, wait, global));
         }
         let rate = match self.charge(id) {
@@ -574,18 +532,16 @@ impl State {
                 rate.apply(builder);
             }
         };
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            let status =
-                StatusCode::from_u16(self.faults.fail.1).unwrap_or(StatusCode::BAD_GATEWAY);
+        if let Some(status) = self.faults.fail.take() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut builder = HttpResponse::build(status);
             answer(&mut builder);
             return Outcome::Answer(
                 builder.json(json!({"message": "Internal Server Error", "code": 0})),
             );
         }
-        if self.faults.deny > 0 {
-            self.faults.deny -= 1;
+        if self.deny > 0 {
+            self.deny -= 1;
             return Outcome::Answer(error_body(403, 50013, "Missing Permissions", None));
         }
         let Ok(body) = body else {
@@ -669,10 +625,6 @@ impl State {
             deleted: false,
         };
         self.insert(message.clone());
-        if self.faults.drop_after_store > 0 {
-            self.faults.drop_after_store -= 1;
-            return Outcome::Drop;
-        }
         let wait = query.get("wait").and_then(Value::as_str) == Some("true");
         let response = if wait {
             let mut builder = HttpResponse::Ok();
@@ -683,11 +635,7 @@ impl State {
             answer(&mut builder);
             builder.finish()
         };
-        if self.faults.stall_after_store.0 > 0 {
-            self.faults.stall_after_store.0 -= 1;
-            return Outcome::Stall(response, self.faults.stall_after_store.1);
-        }
-        Outcome::Answer(response)
+        self.faults.after_store(response)
     }
 
     fn get_webhook(&self, id: &str, token: &str) -> HttpResponse {
@@ -884,18 +832,7 @@ async fn route(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
                 .to_ascii_lowercase();
             let parsed = parse_body(&content_type, &body);
             let outcome = shared.lock().execute(id, token, &query, parsed);
-            match outcome {
-                Outcome::Answer(response) => response,
-                Outcome::Stall(response, stall) => {
-                    actix_web::rt::time::sleep(stall).await;
-                    response
-                }
-                Outcome::Drop => HttpResponse::Ok().streaming(futures_util::stream::once(async {
-                    Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-                        "fake Discord: connection dropped after storing the message",
-                    ))
-                })),
-            }
+            outcome.respond("fake Discord").await
         }
         (Method::GET, ["webhooks", id, token]) => shared.lock().get_webhook(id, token),
         (Method::DELETE, ["webhooks", id, token, "messages", message_id]) => {

@@ -35,19 +35,16 @@
 //!   [`requests_to`](FakeFacebook::requests_to).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 
 use crate::config::NetworkApp;
+use crate::fakes::server::{dropped, random_token, FakeServer, Faults, Next};
 
 pub const CLIENT_ID: &str = "fake-fb-client";
 pub const CLIENT_SECRET: &str = "fake-fb-secret";
@@ -57,47 +54,6 @@ const CODE_TTL: Duration = Duration::from_secs(600);
 // ---------------------------------------------------------------------------------------------
 // Helpers shared with the fake Instagram
 // ---------------------------------------------------------------------------------------------
-
-/// Start an actix server on `127.0.0.1:<free port>` in its own thread, with
-/// every request going to `handler`. Returns the base URL and the handle.
-pub(crate) async fn serve<S, F, Fut>(
-    name: &str,
-    state: Arc<S>,
-    handler: F,
-) -> (String, ServerHandle)
-where
-    S: Send + Sync + 'static,
-    F: Fn(HttpRequest, web::Bytes, web::Data<S>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = HttpResponse> + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake server port");
-    let port = listener.local_addr().expect("the fake server port").port();
-    let base_url = format!("http://127.0.0.1:{port}");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(format!("{name}-{port}"))
-        .spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let data = web::Data::from(state);
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .app_data(web::PayloadConfig::new(1 << 20))
-                        .default_service(web::to(handler.clone()))
-                })
-                .workers(2)
-                .disable_signals()
-                .listen(listener)
-                .expect("listen on the fake server port")
-                .run();
-                let _ = tx.send(server.handle());
-                let _ = server.await;
-            })
-        })
-        .expect("start the fake server thread");
-    let handle = rx.await.expect("the fake server started");
-    (base_url, handle)
-}
 
 /// Request parameters: the query, then a form or JSON body (body wins).
 pub(crate) fn params(req: &HttpRequest, body: &[u8]) -> HashMap<String, String> {
@@ -176,7 +132,7 @@ pub(crate) fn graph_error(
         "message": message,
         "type": if code == 190 || code == 102 || code == 104 { "OAuthException" } else { "GraphMethodException" },
         "code": code,
-        "fbtrace_id": random(11),
+        "fbtrace_id": random_token(11),
     });
     if let Some(sub) = subcode {
         error["error_subcode"] = json!(sub);
@@ -198,14 +154,26 @@ pub(crate) fn no_object(id: &str) -> HttpResponse {
     )
 }
 
-/// A response whose body fails before its first byte: the connection is
-/// dropped without a response head.
-pub(crate) fn dropped() -> HttpResponse {
-    HttpResponse::Ok().streaming(futures_util::stream::once(async {
-        Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-            "fake Graph: connection dropped after storing",
-        ))
-    }))
+/// A Graph error to inject: HTTP status, code, subcode, message.
+pub(crate) type GraphError = (u16, i64, Option<i64>, String);
+
+/// The transient error (code 2) of an armed `fail` fault.
+pub(crate) fn injected_failure(fail: &mut Next<u16>) -> Option<HttpResponse> {
+    fail.take().map(|status| {
+        graph_error(
+            status,
+            2,
+            None,
+            "An unexpected error has occurred. Please retry your request later.",
+        )
+    })
+}
+
+/// The Graph error of an armed `error_next` fault.
+pub(crate) fn injected_error(error: &mut Next<GraphError>) -> Option<HttpResponse> {
+    error
+        .take()
+        .map(|(status, code, subcode, message)| graph_error(status, code, subcode, &message))
 }
 
 /// Graph's time format: `2026-11-25T09:00:00+0000`.
@@ -219,10 +187,6 @@ pub(crate) fn param_time(text: &str) -> Option<DateTime<Utc>> {
         return DateTime::from_timestamp(secs, 0);
     }
     crate::platforms::graph::parse_time(text)
-}
-
-pub(crate) fn random(n: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
 }
 
 /// One Graph page of `items` from `offset` (the `after` cursor is the offset).
@@ -307,29 +271,28 @@ pub struct FakeFbPost {
 
 /// A running fake Graph API; stops when dropped.
 pub struct FakeFacebook {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeFacebook {
     pub async fn start() -> FakeFacebook {
+        let port = FakeServer::bind("fake-facebook");
         let shared = Arc::new(Shared {
-            base_url: Mutex::new(String::new()),
+            base_url: port.base_url(),
             state: Mutex::new(State::default()),
         });
-        let (base_url, handle) = serve("fake-facebook", shared.clone(), handle).await;
-        *shared.base_url.lock().unwrap_or_else(|e| e.into_inner()) = base_url.clone();
-        FakeFacebook {
-            base_url,
-            shared,
-            handle,
-        }
+        let server = port
+            .serve(2, shared.clone(), 1 << 20, |app| {
+                app.default_service(web::to(handle));
+            })
+            .await;
+        FakeFacebook { shared, server }
     }
 
     /// `http://127.0.0.1:PORT` (API, dialog and token endpoint).
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// The app registration to give the connector: client id and secret,
@@ -338,8 +301,8 @@ impl FakeFacebook {
         NetworkApp {
             client_id: Some(CLIENT_ID.into()),
             client_secret: Some(CLIENT_SECRET.into()),
-            api_url: self.base_url.clone(),
-            auth_url: self.base_url.clone(),
+            api_url: self.base_url(),
+            auth_url: self.base_url(),
             token_url: None,
         }
     }
@@ -367,7 +330,7 @@ impl FakeFacebook {
         let mut state = self.lock();
         state.next_id += 1;
         let id = format!("{}", 100_000_000_000_000u64 + state.next_id);
-        let token = format!("EAAP{}", random(40));
+        let token = format!("EAAP{}", random_token(40));
         state.pages.insert(
             id.clone(),
             PageEntry {
@@ -400,14 +363,14 @@ impl FakeFacebook {
 
     /// The next `n` writes answer `status` with Graph code 2 (transient) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.lock().faults.fail = (n, status);
+        self.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` writes are throttled: HTTP 400, code 80001, and an
     /// `X-Business-Use-Case-Usage` header saying access comes back in
     /// `regain_minutes` (none when 0).
     pub fn rate_limit_next(&self, n: usize, regain_minutes: u64) {
-        self.lock().faults.rate_limit = (n, regain_minutes);
+        self.lock().faults.rate_limit.arm(n, regain_minutes);
     }
 
     /// The next `n` writes answer `status` with this Graph error.
@@ -419,12 +382,14 @@ impl FakeFacebook {
         subcode: Option<i64>,
         message: &str,
     ) {
-        self.lock().faults.error = (n, status, code, subcode, message.to_string());
+        self.lock()
+            .error
+            .arm(n, (status, code, subcode, message.to_string()));
     }
 
     /// The next `n` writes store the post, then drop the connection.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.lock().faults.drop_after_store = n;
+        self.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// Every answer carries usage headers at `percent` (call count); at 100
@@ -435,7 +400,7 @@ impl FakeFacebook {
 
     /// Add a feed post to `page_id` as if made at `created_time`.
     pub fn seed_post(&self, page_id: &str, message: &str, created_time: DateTime<Utc>) -> String {
-        let base = self.base_url.clone();
+        let base = self.base_url();
         let mut state = self.lock();
         state.store(
             &base,
@@ -480,18 +445,12 @@ impl FakeFacebook {
     }
 }
 
-impl Drop for FakeFacebook {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
 
 struct Shared {
-    base_url: Mutex<String>,
+    base_url: String,
     state: Mutex<State>,
 }
 
@@ -500,10 +459,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn base(&self) -> String {
-        self.base_url
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.base_url.clone()
     }
 }
 
@@ -532,14 +488,6 @@ struct CodeEntry {
 }
 
 #[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    rate_limit: (usize, u64),
-    error: (usize, u16, i64, Option<i64>, String),
-    drop_after_store: usize,
-}
-
-#[derive(Default)]
 struct State {
     next_id: u64,
     users: HashMap<String, String>,
@@ -549,7 +497,9 @@ struct State {
     codes: HashMap<String, CodeEntry>,
     posts: HashMap<String, FakeFbPost>,
     order: Vec<String>,
-    faults: Faults,
+    /// The rate limit: minutes to regain access.
+    faults: Faults<u64>,
+    error: Next<GraphError>,
     usage: Option<(u32, u64)>,
     post_requests: usize,
     requests: HashMap<String, usize>,
@@ -661,7 +611,7 @@ impl State {
     }
 
     fn issue_user_token(&mut self, user_id: &str) -> String {
-        let token = format!("EAAU{}", random(40));
+        let token = format!("EAAU{}", random_token(40));
         self.tokens.insert(
             token.clone(),
             TokenEntry {
@@ -674,18 +624,10 @@ impl State {
 
     /// An injected fault for a write, if one is due.
     fn write_fault(&mut self) -> Option<HttpResponse> {
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            return Some(graph_error(
-                self.faults.fail.1,
-                2,
-                None,
-                "An unexpected error has occurred. Please retry your request later.",
-            ));
+        if let Some(response) = injected_failure(&mut self.faults.fail) {
+            return Some(response);
         }
-        if self.faults.rate_limit.0 > 0 {
-            self.faults.rate_limit.0 -= 1;
-            let minutes = self.faults.rate_limit.1;
+        if let Some(minutes) = self.faults.rate_limit.take() {
             let mut response = graph_error(
                 400,
                 80001,
@@ -701,12 +643,7 @@ impl State {
             }
             return Some(response);
         }
-        if self.faults.error.0 > 0 {
-            self.faults.error.0 -= 1;
-            let (_, status, code, subcode, message) = self.faults.error.clone();
-            return Some(graph_error(status, code, subcode, &message));
-        }
-        None
+        injected_error(&mut self.error)
     }
 }
 
@@ -770,7 +707,7 @@ fn dialog(state: &mut State, params: &HashMap<String, String>) -> HttpResponse {
     let Some(user_id) = state.login_user.clone() else {
         return HttpResponse::BadRequest().body("no user to log in (add_user first)");
     };
-    let code = random(32);
+    let code = random_token(32);
     state.codes.insert(
         code.clone(),
         CodeEntry {
@@ -1048,9 +985,8 @@ fn write(
         alt.as_deref(),
         Utc::now(),
     );
-    if state.faults.drop_after_store > 0 {
-        state.faults.drop_after_store -= 1;
-        return dropped();
+    if state.faults.drop_after_store.take().is_some() {
+        return dropped("fake Facebook");
     }
     let post = state.posts.get(&id).cloned().expect("just stored");
     let mut answer = json!({ "id": post.id });

@@ -39,16 +39,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::facebook::{
-    dropped, graph_error, graph_time, no_object, paged, params, random, segments, serve, token,
-    wants,
+    graph_error, graph_time, injected_error, injected_failure, no_object, paged, params, segments,
+    token, wants, GraphError,
 };
 use crate::config::NetworkApp;
+use crate::fakes::server::{dropped, random_token, FakeServer, Faults, Next};
 
 pub const CLIENT_ID: &str = "fake-ig-client";
 pub const CLIENT_SECRET: &str = "fake-ig-secret";
@@ -108,32 +108,31 @@ pub struct FakeIgComment {
 
 /// A running fake; stops when dropped.
 pub struct FakeInstagram {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeInstagram {
     pub async fn start() -> FakeInstagram {
+        let port = FakeServer::bind("fake-instagram");
         let shared = Arc::new(Shared {
-            base_url: Mutex::new(String::new()),
+            base_url: port.base_url(),
             state: Mutex::new(State {
                 quota_total: 100,
                 next_id: 17_841_400_000_000_000,
                 ..State::default()
             }),
         });
-        let (base_url, handle) = serve("fake-instagram", shared.clone(), handle).await;
-        *shared.base_url.lock().unwrap_or_else(|e| e.into_inner()) = base_url.clone();
-        FakeInstagram {
-            base_url,
-            shared,
-            handle,
-        }
+        let server = port
+            .serve(2, shared.clone(), 1 << 20, |app| {
+                app.default_service(web::to(handle));
+            })
+            .await;
+        FakeInstagram { shared, server }
     }
 
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// The app registration to give the connector (every address here).
@@ -141,9 +140,9 @@ impl FakeInstagram {
         NetworkApp {
             client_id: Some(CLIENT_ID.into()),
             client_secret: Some(CLIENT_SECRET.into()),
-            api_url: self.base_url.clone(),
-            auth_url: self.base_url.clone(),
-            token_url: Some(format!("{}/oauth/access_token", self.base_url)),
+            api_url: self.base_url(),
+            auth_url: self.base_url(),
+            token_url: Some(format!("{}/oauth/access_token", self.server.base_url())),
         }
     }
 
@@ -214,7 +213,7 @@ impl FakeInstagram {
 
     /// The next `n` writes answer `status` with Graph code 2 (transient).
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.lock().faults.fail = (n, status);
+        self.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` writes answer `status` with this Graph error.
@@ -226,18 +225,20 @@ impl FakeInstagram {
         subcode: Option<i64>,
         message: &str,
     ) {
-        self.lock().faults.error = (n, status, code, subcode, message.to_string());
+        self.lock()
+            .error
+            .arm(n, (status, code, subcode, message.to_string()));
     }
 
     /// The next `n` `media_publish` calls answer the publishing-cap error
     /// (code 9, subcode 2207042) whatever the quota says.
     pub fn cap_next(&self, n: usize) {
-        self.lock().faults.cap = n;
+        self.lock().cap = n;
     }
 
     /// The next `n` `media_publish` or comment writes store, then drop the connection.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.lock().faults.drop_after_store = n;
+        self.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// Add a published media as if posted at `timestamp` (counts toward the cap).
@@ -295,18 +296,12 @@ impl FakeInstagram {
     }
 }
 
-impl Drop for FakeInstagram {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
 
 struct Shared {
-    base_url: Mutex<String>,
+    base_url: String,
     state: Mutex<State>,
 }
 
@@ -331,14 +326,6 @@ struct CodeEntry {
 }
 
 #[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    error: (usize, u16, i64, Option<i64>, String),
-    drop_after_store: usize,
-    cap: usize,
-}
-
-#[derive(Default)]
 struct State {
     next_id: u64,
     accounts: HashMap<String, String>,
@@ -357,6 +344,9 @@ struct State {
     comment_order: Vec<String>,
     quota_total: u64,
     faults: Faults,
+    error: Next<GraphError>,
+    /// `media_publish` calls still to refuse with the publishing cap.
+    cap: usize,
     requests: HashMap<String, usize>,
 }
 
@@ -367,7 +357,7 @@ impl State {
     }
 
     fn issue(&mut self, user_id: &str, long_lived: bool) -> String {
-        let token = format!("IG{}", random(48));
+        let token = format!("IG{}", random_token(48));
         let now = Utc::now();
         let life = if long_lived { LONG_LIVED_SECONDS } else { 3600 };
         self.tokens.insert(
@@ -440,7 +430,7 @@ impl State {
                 image_url: image_url.to_string(),
                 alt_text: alt_text.map(str::to_string),
                 timestamp: at,
-                permalink: format!("https://www.instagram.com/p/{}/", random(11)),
+                permalink: format!("https://www.instagram.com/p/{}/", random_token(11)),
             },
         );
         self.media_order.push(id.clone());
@@ -457,21 +447,7 @@ impl State {
     }
 
     fn write_fault(&mut self) -> Option<HttpResponse> {
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            return Some(graph_error(
-                self.faults.fail.1,
-                2,
-                None,
-                "An unexpected error has occurred. Please retry your request later.",
-            ));
-        }
-        if self.faults.error.0 > 0 {
-            self.faults.error.0 -= 1;
-            let (_, status, code, subcode, message) = self.faults.error.clone();
-            return Some(graph_error(status, code, subcode, &message));
-        }
-        None
+        injected_failure(&mut self.faults.fail).or_else(|| injected_error(&mut self.error))
     }
 
     fn media_json(&self, m: &FakeIgMedia, params: &HashMap<String, String>) -> Value {
@@ -522,11 +498,7 @@ fn oauth_error(message: &str) -> HttpResponse {
 async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let segs = segments(req.path());
     let params = params(&req, &body);
-    let base = shared
-        .base_url
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let base = shared.base_url.clone();
     let mut state = shared.lock();
     *state
         .requests
@@ -603,7 +575,7 @@ fn authorize(state: &mut State, params: &HashMap<String, String>) -> HttpRespons
     let Some(user_id) = state.login_user.clone() else {
         return HttpResponse::BadRequest().body("no account to log in (add_account first)");
     };
-    let code = random(40);
+    let code = random_token(40);
     state.codes.insert(
         code.clone(),
         CodeEntry {
@@ -758,9 +730,9 @@ fn api(
                 "PUBLISHED" => return graph_error(400, 9007, Some(2207006), "The media has already been published"),
                 other => return graph_error(400, 9007, Some(2207001), &format!("The container is {other}")),
             }
-            let forced = state.faults.cap > 0;
+            let forced = state.cap > 0;
             if forced {
-                state.faults.cap -= 1;
+                state.cap -= 1;
             }
             if forced || state.quota_usage(user) >= state.quota_total {
                 return graph_error(400, 9, Some(2207042), "Application request limit reached: you reached the maximum number of posts that can be published in 24 hours");
@@ -776,9 +748,8 @@ fn api(
             if let Some(c) = state.containers.get_mut(&creation) {
                 c.status_code = "PUBLISHED".into();
             }
-            if state.faults.drop_after_store > 0 {
-                state.faults.drop_after_store -= 1;
-                return dropped();
+            if state.faults.drop_after_store.take().is_some() {
+                return dropped("fake Instagram");
             }
             HttpResponse::Ok().json(json!({"id": id}))
         }
@@ -836,9 +807,8 @@ fn api(
                 },
             );
             state.comment_order.push(id.clone());
-            if state.faults.drop_after_store > 0 {
-                state.faults.drop_after_store -= 1;
-                return dropped();
+            if state.faults.drop_after_store.take().is_some() {
+                return dropped("fake Instagram");
             }
             HttpResponse::Ok().json(json!({"id": id}))
         }

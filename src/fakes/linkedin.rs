@@ -39,16 +39,15 @@
 //! a `Retry-After` only if asked).
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
+
+use crate::fakes::server::{bearer, jfif, random_token, FakeServer, Faults, Outcome};
 
 /// The client id and secret the fake accepts unless [`FakeLinkedin::set_client`] changes them.
 pub const CLIENT_ID: &str = "herald-linkedin-client";
@@ -116,85 +115,56 @@ pub struct FakeImage {
 
 /// A running fake; stops when dropped.
 pub struct FakeLinkedin {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeLinkedin {
     /// Start on `127.0.0.1:<free port>`.
     pub async fn start() -> FakeLinkedin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake LinkedIn port");
-        let port = listener
-            .local_addr()
-            .expect("the fake LinkedIn port")
-            .port();
-        let base_url = format!("http://127.0.0.1:{port}");
+        let port = FakeServer::bind("fake-linkedin");
         let shared = Arc::new(Shared {
-            base_url: base_url.clone(),
+            base_url: port.base_url(),
             state: Mutex::new(State::new()),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let for_server = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("fake-linkedin-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(for_server);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(16 << 20))
-                            .route("/oauth/v2/authorization", web::get().to(authorize))
-                            .route("/oauth/v2/accessToken", web::post().to(access_token))
-                            .route("/v2/userinfo", web::get().to(userinfo))
-                            .route("/rest/posts", web::post().to(create_post))
-                            .route("/rest/posts", web::get().to(find_posts))
-                            .route("/rest/posts/{urn}", web::get().to(get_post))
-                            .route("/rest/posts/{urn}", web::delete().to(delete_post))
-                            .route(
-                                "/rest/socialActions/{urn}/comments",
-                                web::post().to(create_comment),
-                            )
-                            .route(
-                                "/rest/socialActions/{urn}/comments",
-                                web::get().to(list_comments),
-                            )
-                            .route(
-                                "/rest/socialActions/{urn}/comments/{id}",
-                                web::delete().to(delete_comment),
-                            )
-                            .route("/rest/images", web::post().to(initialize_upload))
-                            .route("/dms-uploads/{id}", web::put().to(upload))
-                            .route("/media/test.jpg", web::get().to(test_image))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(2)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen on the fake LinkedIn port")
-                    .run();
-                    let _ = tx.send(server.handle());
-                    let _ = server.await;
-                })
+        let server = port
+            .serve(2, shared.clone(), 16 << 20, |app| {
+                app.route("/oauth/v2/authorization", web::get().to(authorize))
+                    .route("/oauth/v2/accessToken", web::post().to(access_token))
+                    .route("/v2/userinfo", web::get().to(userinfo))
+                    .route("/rest/posts", web::post().to(create_post))
+                    .route("/rest/posts", web::get().to(find_posts))
+                    .route("/rest/posts/{urn}", web::get().to(get_post))
+                    .route("/rest/posts/{urn}", web::delete().to(delete_post))
+                    .route(
+                        "/rest/socialActions/{urn}/comments",
+                        web::post().to(create_comment),
+                    )
+                    .route(
+                        "/rest/socialActions/{urn}/comments",
+                        web::get().to(list_comments),
+                    )
+                    .route(
+                        "/rest/socialActions/{urn}/comments/{id}",
+                        web::delete().to(delete_comment),
+                    )
+                    .route("/rest/images", web::post().to(initialize_upload))
+                    .route("/dms-uploads/{id}", web::put().to(upload))
+                    .route("/media/test.jpg", web::get().to(test_image))
+                    .default_service(web::to(not_found));
             })
-            .expect("start the fake LinkedIn thread");
-        let handle = rx.await.expect("the fake LinkedIn server started");
-        FakeLinkedin {
-            base_url,
-            shared,
-            handle,
-        }
+            .await;
+        FakeLinkedin { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash: both the API and the OAuth base.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// A small JPEG the fake serves, for media tests.
     pub fn image_url(&self) -> String {
-        format!("{}/media/test.jpg", self.base_url)
+        format!("{}/media/test.jpg", self.server.base_url())
     }
 
     /// The bytes [`Self::image_url`] serves.
@@ -211,7 +181,7 @@ impl FakeLinkedin {
     /// Add a member; its token can post as itself and as the organizations it administers.
     pub fn add_member(&self, name: &str) -> FakeMember {
         let mut state = self.shared.lock();
-        let sub = Alphanumeric.sample_string(&mut rand::thread_rng(), 10);
+        let sub = random_token(10);
         state.members.insert(sub.clone(), name.to_string());
         state.authorizing = Some(sub.clone());
         let scopes = [
@@ -281,18 +251,18 @@ impl FakeLinkedin {
 
     /// The next `n` post/comment creations answer `status` (a 5xx, say) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.shared.lock().faults.fail = (n, status);
+        self.shared.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` post/comment creations answer 429 and store nothing;
     /// with a `Retry-After: <seconds>` header only when given (LinkedIn sends none).
     pub fn rate_limit_next(&self, n: usize, retry_after: Option<u64>) {
-        self.shared.lock().faults.rate_limit = (n, retry_after);
+        self.shared.lock().faults.rate_limit.arm(n, retry_after);
     }
 
     /// The next `n` post/comment creations store, then drop the connection.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.shared.lock().faults.drop_after_store = n;
+        self.shared.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// Make an access token expired (401 `EXPIRED_ACCESS_TOKEN`).
@@ -358,12 +328,6 @@ impl FakeLinkedin {
     }
 }
 
-impl Drop for FakeLinkedin {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
@@ -400,13 +364,6 @@ struct Code {
     issued: Instant,
 }
 
-#[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    rate_limit: (usize, Option<u64>),
-    drop_after_store: usize,
-}
-
 struct State {
     client: (String, String),
     versions: HashSet<String>,
@@ -428,7 +385,8 @@ struct State {
     requests: HashMap<String, usize>,
     missing_restli: usize,
     refreshes: usize,
-    faults: Faults,
+    /// The rate limit: its `Retry-After` seconds, if any.
+    faults: Faults<Option<u64>>,
 }
 
 /// Who is calling.
@@ -444,11 +402,6 @@ impl Caller {
 }
 
 /// What the write handlers do once the state is updated.
-enum Outcome {
-    Answer(HttpResponse),
-    Drop,
-}
-
 fn li_error(status: u16, service: i64, code: Option<&str>, message: &str) -> HttpResponse {
     let mut body = json!({"status": status, "serviceErrorCode": service, "message": message});
     if let Some(code) = code {
@@ -535,10 +488,7 @@ impl State {
     }
 
     fn new_access_token(&mut self, sub: &str, scopes: Vec<String>) -> String {
-        let token = format!(
-            "AQV{}",
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 60)
-        );
+        let token = format!("AQV{}", random_token(60));
         self.tokens.insert(
             token.clone(),
             AccessToken {
@@ -552,10 +502,7 @@ impl State {
     }
 
     fn new_refresh_token(&mut self, sub: &str, scopes: Vec<String>) -> String {
-        let token = format!(
-            "AQX{}",
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 60)
-        );
+        let token = format!("AQX{}", random_token(60));
         self.refresh_tokens.insert(
             token.clone(),
             RefreshToken {
@@ -571,18 +518,10 @@ impl State {
     /// The Bearer token's member, or LinkedIn's 401.
     #[allow(clippy::result_large_err)]
     fn bearer(&self, req: &HttpRequest) -> Result<Caller, HttpResponse> {
-        let token = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let Some(token) = bearer(req) else {
             return Err(li_error(401, 401, None, "Empty oauth2_access_token"));
         };
-        match self.tokens.get(&token) {
+        match self.tokens.get(token) {
             None => Err(li_error(
                 401,
                 65600,
@@ -665,15 +604,14 @@ impl State {
 
     /// Injected failures of a write; `None`: go on.
     fn fault(&mut self) -> Option<HttpResponse> {
-        if self.faults.rate_limit.0 > 0 {
-            self.faults.rate_limit.0 -= 1;
+        if let Some(retry_after) = self.faults.rate_limit.take() {
             let mut response = li_error(
                 429,
                 101,
                 Some("TOO_MANY_REQUESTS"),
                 "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
             );
-            if let Some(seconds) = self.faults.rate_limit.1 {
+            if let Some(seconds) = retry_after {
                 response.headers_mut().insert(
                     actix_web::http::header::RETRY_AFTER,
                     actix_web::http::header::HeaderValue::from(seconds),
@@ -681,20 +619,14 @@ impl State {
             }
             return Some(response);
         }
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            let status = self.faults.fail.1;
+        if let Some(status) = self.faults.fail.take() {
             return Some(li_error(status, 0, None, "Internal Server Error"));
         }
         None
     }
 
     fn take_drop(&mut self) -> bool {
-        if self.faults.drop_after_store > 0 {
-            self.faults.drop_after_store -= 1;
-            return true;
-        }
-        false
+        self.faults.drop_after_store.take().is_some()
     }
 
     fn live_post(&self, urn: &str) -> Option<&FakePost> {
@@ -892,16 +824,6 @@ impl State {
     }
 }
 
-/// A body stream that fails before its first byte: the connection drops
-/// without a response head.
-fn dropped() -> HttpResponse {
-    HttpResponse::Ok().streaming(futures_util::stream::once(async {
-        Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-            "fake LinkedIn: connection dropped after storing",
-        ))
-    }))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------
@@ -935,7 +857,7 @@ async fn authorize(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse 
     let Some(sub) = state.authorizing.clone() else {
         return oauth_error(400, "invalid_request", "no member is signed in to the fake");
     };
-    let code = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
+    let code = random_token(40);
     state.codes.insert(
         code.clone(),
         Code {
@@ -1061,10 +983,7 @@ async fn create_post(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let outcome = shared.lock().create_post(&req, &body);
-    match outcome {
-        Outcome::Answer(r) => r,
-        Outcome::Drop => dropped(),
-    }
+    outcome.respond("fake LinkedIn").await
 }
 
 async fn find_posts(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
@@ -1147,10 +1066,7 @@ async fn create_comment(
 ) -> HttpResponse {
     let object = decode(req.match_info().query("urn"));
     let outcome = shared.lock().create_comment(&req, &object, &body);
-    match outcome {
-        Outcome::Answer(r) => r,
-        Outcome::Drop => dropped(),
-    }
+    outcome.respond("fake LinkedIn").await
 }
 
 async fn list_comments(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
@@ -1284,13 +1200,7 @@ async fn not_found(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse 
     li_error(404, 0, None, &format!("No route for {}", req.path()))
 }
 
-/// A JPEG-looking file: SOI, a JFIF APP0 segment, filler, EOI.
+/// A JPEG-looking file: SOI, a JFIF APP0 segment, 100 bytes of filler, EOI.
 fn jpeg() -> Vec<u8> {
-    let mut bytes = vec![
-        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00,
-        0x01, 0x00, 0x01, 0x00, 0x00,
-    ];
-    bytes.extend(std::iter::repeat_n(0u8, 100));
-    bytes.extend([0xFF, 0xD9]);
-    bytes
+    jfif(100)
 }

@@ -33,18 +33,18 @@
 //! measures the client, not the fake.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 
+use crate::fakes::server::{
+    bearer, jpeg_of_size, random_token, sized_jpeg, FakeServer, Faults, Outcome,
+};
 use crate::platforms::text::{http_url_ranges, mastodon_length};
 
 /// How long Mastodon keeps an `Idempotency-Key` (platforms.md §1.3).
@@ -143,9 +143,8 @@ pub struct FakeApp {
 
 /// A running fake instance; stops when dropped.
 pub struct FakeMastodon {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeMastodon {
@@ -156,73 +155,49 @@ impl FakeMastodon {
 
     /// Start on `127.0.0.1:<free port>` with `config`.
     pub async fn start_with(config: FakeMastodonConfig) -> FakeMastodon {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Mastodon port");
-        let port = listener
-            .local_addr()
-            .expect("the fake Mastodon port")
-            .port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let workers = config.workers.max(1);
-        let shared = Arc::new(Shared::new(base_url.clone(), config));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let for_server = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("fake-mastodon-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(for_server);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(IMAGE_SIZE_LIMIT + (1 << 16)))
-                            .route("/api/v1/statuses", web::post().to(post_status))
-                            .route("/api/v1/statuses/{id}", web::get().to(get_status))
-                            .route("/api/v1/statuses/{id}", web::delete().to(delete_status))
-                            .route("/api/v2/media", web::post().to(upload_media))
-                            .route("/api/v1/media/{id}", web::get().to(get_media))
-                            .route("/api/v1/apps", web::post().to(create_app))
-                            .route(
-                                "/.well-known/oauth-authorization-server",
-                                web::get().to(oauth_metadata),
-                            )
-                            .route("/oauth/authorize", web::get().to(oauth_authorize))
-                            .route("/oauth/token", web::post().to(oauth_token))
-                            .route("/oauth/revoke", web::post().to(oauth_revoke))
-                            .route("/fake/image.jpg", web::get().to(image))
-                            .route("/fake/image/{size}", web::get().to(image))
-                            .route("/api/v2/instance", web::get().to(instance))
-                            .route(
-                                "/api/v1/accounts/verify_credentials",
-                                web::get().to(verify_credentials),
-                            )
-                            .route(
-                                "/api/v1/accounts/{id}/statuses",
-                                web::get().to(account_statuses),
-                            )
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(workers)
-                    .backlog(4096)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen on the fake Mastodon port")
-                    .run();
-                    let _ = tx.send(server.handle());
-                    let _ = server.await;
-                })
-            })
-            .expect("start the fake Mastodon thread");
-        let handle = rx.await.expect("the fake Mastodon server started");
-        FakeMastodon {
-            base_url,
-            shared,
-            handle,
-        }
+        let port = FakeServer::bind("fake-mastodon");
+        let workers = config.workers;
+        let shared = Arc::new(Shared::new(port.base_url(), config));
+        let server = port
+            .serve(
+                workers,
+                shared.clone(),
+                IMAGE_SIZE_LIMIT + (1 << 16),
+                |app| {
+                    app.route("/api/v1/statuses", web::post().to(post_status))
+                        .route("/api/v1/statuses/{id}", web::get().to(get_status))
+                        .route("/api/v1/statuses/{id}", web::delete().to(delete_status))
+                        .route("/api/v2/media", web::post().to(upload_media))
+                        .route("/api/v1/media/{id}", web::get().to(get_media))
+                        .route("/api/v1/apps", web::post().to(create_app))
+                        .route(
+                            "/.well-known/oauth-authorization-server",
+                            web::get().to(oauth_metadata),
+                        )
+                        .route("/oauth/authorize", web::get().to(oauth_authorize))
+                        .route("/oauth/token", web::post().to(oauth_token))
+                        .route("/oauth/revoke", web::post().to(oauth_revoke))
+                        .route("/fake/image.jpg", web::get().to(image))
+                        .route("/fake/image/{size}", web::get().to(image))
+                        .route("/api/v2/instance", web::get().to(instance))
+                        .route(
+                            "/api/v1/accounts/verify_credentials",
+                            web::get().to(verify_credentials),
+                        )
+                        .route(
+                            "/api/v1/accounts/{id}/statuses",
+                            web::get().to(account_statuses),
+                        )
+                        .default_service(web::to(not_found));
+                },
+            )
+            .await;
+        FakeMastodon { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// Create a user and return a fresh access token for it.
@@ -239,7 +214,7 @@ impl FakeMastodon {
                 window: (0, 0),
             },
         );
-        let token = Alphanumeric.sample_string(&mut rand::thread_rng(), 43);
+        let token = random_secret();
         state.tokens.insert(
             token.clone(),
             TokenEntry {
@@ -301,12 +276,12 @@ impl FakeMastodon {
 
     /// A small JPEG the fake serves (`GET /fake/image.jpg`), for media tests.
     pub fn image_url(&self) -> String {
-        format!("{}/fake/image.jpg", self.base_url)
+        format!("{}/fake/image.jpg", self.server.base_url())
     }
 
     /// A JPEG of exactly `size` bytes (at least 4) the fake serves.
     pub fn image_url_of_size(&self, size: usize) -> String {
-        format!("{}/fake/image/{size}", self.base_url)
+        format!("{}/fake/image/{size}", self.server.base_url())
     }
 
     /// The bytes [`FakeMastodon::image_url_of_size`] serves.
@@ -334,23 +309,23 @@ impl FakeMastodon {
 
     /// The next `n` status posts get `status` (a 5xx) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.shared.lock().faults.fail = (n, status);
+        self.shared.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` status posts get a 429 whose reset is `reset_in` from now, and store nothing.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
-        self.shared.lock().faults.rate_limit = (n, reset_in);
+        self.shared.lock().faults.rate_limit.arm(n, reset_in);
     }
 
     /// The next `n` status posts that create a status store it, then close the
     /// connection without answering.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.shared.lock().faults.drop_after_store = n;
+        self.shared.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// The next `n` status posts that create a status store it, then wait `stall` before answering.
     pub fn stall_after_store_next(&self, n: usize, stall: Duration) {
-        self.shared.lock().faults.stall_after_store = (n, stall);
+        self.shared.lock().faults.stall_after_store.arm(n, stall);
     }
 
     /// Every status post waits `latency` before it is handled.
@@ -406,13 +381,6 @@ impl FakeMastodon {
             .filter(|(path, _)| path.starts_with(path_prefix))
             .map(|(_, n)| n)
             .sum()
-    }
-}
-
-impl Drop for FakeMastodon {
-    fn drop(&mut self) {
-        // Sends the stop command now; the server thread ends on its own.
-        drop(self.handle.stop(false));
     }
 }
 
@@ -505,14 +473,6 @@ struct StoredStatus {
     fake: FakeStatus,
 }
 
-#[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    rate_limit: (usize, Duration),
-    drop_after_store: usize,
-    stall_after_store: (usize, Duration),
-}
-
 struct State {
     max_characters: usize,
     rate_limit: Option<RateLimit>,
@@ -527,7 +487,7 @@ struct State {
     idempotency: HashMap<(u64, String), (u64, Instant)>,
     post_requests: usize,
     requests_by_path: HashMap<String, usize>,
-    faults: Faults,
+    faults: Faults<Duration>,
     media: HashMap<u64, StoredMedia>,
     media_order: Vec<u64>,
     next_media: u64,
@@ -567,13 +527,6 @@ impl RateHeaders {
     }
 }
 
-/// What the status-post handler does after the state is updated.
-enum PostOutcome {
-    Answer(HttpResponse),
-    Stall(HttpResponse, Duration),
-    Drop,
-}
-
 fn error(status: StatusCode, message: &str, rate: Option<&RateHeaders>) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     if let Some(rate) = rate {
@@ -590,17 +543,6 @@ fn ok_json(body: Value, rate: Option<&RateHeaders>) -> HttpResponse {
     builder.json(body)
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<Option<String>> {
-    let value = req.headers().get("authorization")?;
-    let token = value.to_str().ok().and_then(|v| {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string())
-    });
-    Some(token)
-}
-
 impl State {
     fn count_request(&mut self, path: &str) {
         *self.requests_by_path.entry(path.to_string()).or_insert(0) += 1;
@@ -615,18 +557,19 @@ impl State {
         req: &HttpRequest,
         required: bool,
     ) -> Result<Option<(u64, Option<RateHeaders>)>, HttpResponse> {
-        let token = match bearer_token(req) {
-            None if !required => return Ok(None),
-            None => {
-                return Err(error(
-                    StatusCode::UNAUTHORIZED,
-                    "The access token is invalid",
-                    None,
-                ))
+        if !req.headers().contains_key("authorization") {
+            if !required {
+                return Ok(None);
             }
-            Some(token) => token.unwrap_or_default(),
-        };
-        let account_id = match self.tokens.get(&token) {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "The access token is invalid",
+                None,
+            ));
+        }
+        // A header that is not a bearer token names no account.
+        let token = bearer(req).unwrap_or_default();
+        let account_id = match self.tokens.get(token) {
             Some(entry) if entry.revoked => {
                 return Err(error(
                     StatusCode::UNAUTHORIZED,
@@ -804,35 +747,32 @@ impl State {
         req: &HttpRequest,
         body: &[u8],
         received_at: DateTime<Utc>,
-    ) -> PostOutcome {
+    ) -> Outcome {
         let (account_id, rate) = match self.authenticate(req, true) {
             Ok(Some(auth)) => auth,
             Ok(None) => {
-                return PostOutcome::Answer(error(
+                return Outcome::Answer(error(
                     StatusCode::UNAUTHORIZED,
                     "The access token is invalid",
                     None,
                 ))
             }
-            Err(response) => return PostOutcome::Answer(response),
+            Err(response) => return Outcome::Answer(response),
         };
         let rate = rate.as_ref();
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            let status = StatusCode::from_u16(self.faults.fail.1)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return PostOutcome::Answer(error(status, "Injected failure", rate));
+        if let Some(status) = self.faults.fail.take() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Outcome::Answer(error(status, "Injected failure", rate));
         }
-        if self.faults.rate_limit.0 > 0 {
-            self.faults.rate_limit.0 -= 1;
+        if let Some(reset_in) = self.faults.rate_limit.take() {
             let limited = RateHeaders {
                 limit: self.rate_limit.map_or(300, |l| l.limit),
                 remaining: 0,
                 reset: Utc::now()
-                    + chrono::Duration::from_std(self.faults.rate_limit.1)
+                    + chrono::Duration::from_std(reset_in)
                         .unwrap_or_else(|_| chrono::Duration::seconds(300)),
             };
-            return PostOutcome::Answer(error(
+            return Outcome::Answer(error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",
                 Some(&limited),
@@ -846,7 +786,7 @@ impl State {
             .to_ascii_lowercase();
         let params = match parse_params(&content_type, body) {
             Ok(params) => params,
-            Err((status, message)) => return PostOutcome::Answer(error(status, message, rate)),
+            Err((status, message)) => return Outcome::Answer(error(status, message, rate)),
         };
         if let Some(reply_to) = params.in_reply_to_id.as_deref().filter(|r| !r.is_empty()) {
             let exists = reply_to
@@ -855,7 +795,7 @@ impl State {
                 .and_then(|id| self.statuses.get(&id))
                 .is_some_and(|s| !s.fake.deleted);
             if !exists {
-                return PostOutcome::Answer(error(
+                return Outcome::Answer(error(
                     StatusCode::NOT_FOUND,
                     "The post you are trying to reply to does not appear to exist.",
                     rate,
@@ -872,13 +812,13 @@ impl State {
         if let Some(key) = &key {
             if let Some(&(id, at)) = self.idempotency.get(&(account_id, key.clone())) {
                 if at.elapsed() < IDEMPOTENCY_TTL && self.statuses.contains_key(&id) {
-                    return PostOutcome::Answer(ok_json(self.status_json(base_url, id), rate));
+                    return Outcome::Answer(ok_json(self.status_json(base_url, id), rate));
                 }
             }
         }
         if params.media_ids.len() > MAX_MEDIA {
             let message = format!("Cannot attach more than {MAX_MEDIA} files");
-            return PostOutcome::Answer(error(StatusCode::UNPROCESSABLE_ENTITY, &message, rate));
+            return Outcome::Answer(error(StatusCode::UNPROCESSABLE_ENTITY, &message, rate));
         }
         let processing = params.media_ids.iter().any(|m| {
             m.parse::<u64>()
@@ -887,7 +827,7 @@ impl State {
                 .is_some_and(|m| m.account_id == account_id && m.polls_left > 0)
         });
         if processing {
-            return PostOutcome::Answer(error(
+            return Outcome::Answer(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Cannot attach files that have not finished processing. Try again in a moment!",
                 rate,
@@ -895,7 +835,7 @@ impl State {
         }
         let text = params.status.as_deref().unwrap_or("");
         if text.trim().is_empty() && params.media_ids.is_empty() {
-            return PostOutcome::Answer(error(
+            return Outcome::Answer(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Validation failed: Text can't be blank",
                 rate,
@@ -907,29 +847,17 @@ impl State {
                 "Validation failed: Text character limit of {} exceeded",
                 self.max_characters
             );
-            return PostOutcome::Answer(error(StatusCode::UNPROCESSABLE_ENTITY, &message, rate));
+            return Outcome::Answer(error(StatusCode::UNPROCESSABLE_ENTITY, &message, rate));
         }
         if let Some(visibility) = params.visibility.as_deref() {
             if !matches!(visibility, "public" | "unlisted" | "private" | "direct") {
                 let message = format!("'{visibility}' is not a valid visibility");
-                return PostOutcome::Answer(error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &message,
-                    rate,
-                ));
+                return Outcome::Answer(error(StatusCode::UNPROCESSABLE_ENTITY, &message, rate));
             }
         }
         let id = self.store(account_id, &params, key.as_deref(), received_at, Utc::now());
-        if self.faults.drop_after_store > 0 {
-            self.faults.drop_after_store -= 1;
-            return PostOutcome::Drop;
-        }
         let response = ok_json(self.status_json(base_url, id), rate);
-        if self.faults.stall_after_store.0 > 0 {
-            self.faults.stall_after_store.0 -= 1;
-            return PostOutcome::Stall(response, self.faults.stall_after_store.1);
-        }
-        PostOutcome::Answer(response)
+        self.faults.after_store(response)
     }
 }
 
@@ -1087,20 +1015,7 @@ async fn post_status(
     let outcome = shared
         .lock()
         .post_status(&shared.base_url, &req, &body, received_at);
-    match outcome {
-        PostOutcome::Answer(response) => response,
-        PostOutcome::Stall(response, stall) => {
-            actix_web::rt::time::sleep(stall).await;
-            response
-        }
-        // A body stream that fails before its first byte: actix drops the
-        // connection without writing the response head.
-        PostOutcome::Drop => HttpResponse::Ok().streaming(futures_util::stream::once(async {
-            Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-                "fake Mastodon: connection dropped after storing the status",
-            ))
-        })),
-    }
+    outcome.respond("fake Mastodon").await
 }
 
 async fn get_status(
@@ -1500,7 +1415,7 @@ fn valid_scope(scope: &str) -> bool {
 }
 
 fn random_secret() -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 43)
+    random_token(43)
 }
 
 /// `POST /api/v1/apps`.
@@ -1857,26 +1772,7 @@ async fn oauth_revoke(
 /// `GET /fake/image.jpg` (256 bytes) and `GET /fake/image/{size}`: a JPEG.
 async fn image(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     shared.lock().count_request(req.path());
-    let size = req
-        .match_info()
-        .get("size")
-        .and_then(|s| s.trim_end_matches(".jpg").parse::<usize>().ok())
-        .unwrap_or(256);
-    HttpResponse::Ok()
-        .content_type("image/jpeg")
-        .body(jpeg_of_size(size))
-}
-
-/// A JPEG-looking file of `size` bytes (at least 4): SOI, filler, EOI.
-fn jpeg_of_size(size: usize) -> Vec<u8> {
-    let size = size.max(4);
-    let mut bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    bytes[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
-    if size >= 6 {
-        bytes[3] = 0xE0;
-    }
-    bytes[size - 2..].copy_from_slice(&[0xFF, 0xD9]);
-    bytes
+    sized_jpeg(&req)
 }
 
 /// One part of a `multipart/form-data` body.

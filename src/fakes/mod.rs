@@ -8,6 +8,7 @@ pub mod facebook;
 pub mod instagram;
 pub mod linkedin;
 pub mod mastodon;
+pub mod server;
 pub mod telegram;
 pub mod threads;
 pub mod x;

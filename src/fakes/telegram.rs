@@ -34,16 +34,15 @@
 //! entity parsing is checked (reserved characters must be escaped).
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Map, Value};
+
+use crate::fakes::server::{random_token, FakeServer, Faults, Outcome};
 
 /// Longest message text and photo caption, in UTF-16 code units.
 const TEXT_LIMIT: usize = 4096;
@@ -103,9 +102,8 @@ pub struct FakeMessage {
 
 /// A running fake; stops when dropped.
 pub struct FakeTelegram {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeTelegram {
@@ -114,54 +112,23 @@ impl FakeTelegram {
     }
 
     pub async fn start_with(config: FakeTelegramConfig) -> FakeTelegram {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Telegram port");
-        let port = listener
-            .local_addr()
-            .expect("the fake Telegram port")
-            .port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 flood: config.flood,
                 ..State::default()
             }),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let for_server = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("fake-telegram-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(for_server);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
-                            .default_service(web::to(handle))
-                    })
-                    .workers(workers)
-                    .backlog(4096)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen on the fake Telegram port")
-                    .run();
-                    let _ = tx.send(server.handle());
-                    let _ = server.await;
-                })
+        let server = FakeServer::bind("fake-telegram")
+            .serve(config.workers, shared.clone(), 1 << 20, |app| {
+                app.default_service(web::to(handle));
             })
-            .expect("start the fake Telegram thread");
-        let handle = rx.await.expect("the fake Telegram server started");
-        FakeTelegram {
-            base_url,
-            shared,
-            handle,
-        }
+            .await;
+        FakeTelegram { shared, server }
     }
 
     /// The Bot API base, `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// A new bot `@<username>`; returns its token (`<id>:<35 characters>`).
@@ -169,10 +136,7 @@ impl FakeTelegram {
         let mut state = self.shared.lock();
         state.next_id += 1;
         let id = 7_000_000_000 + state.next_id;
-        let token = format!(
-            "{id}:AA{}",
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 33)
-        );
+        let token = format!("{id}:AA{}", random_token(33));
         state.bots.insert(
             token.clone(),
             Bot {
@@ -252,22 +216,22 @@ impl FakeTelegram {
 
     /// The next `n` sends answer `status` (a 5xx) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.shared.lock().faults.fail = (n, status);
+        self.shared.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` sends answer 429 with `parameters.retry_after` = `retry_after` seconds.
     pub fn rate_limit_next(&self, n: usize, retry_after: u64) {
-        self.shared.lock().faults.rate_limit = (n, retry_after);
+        self.shared.lock().faults.rate_limit.arm(n, retry_after);
     }
 
     /// The next `n` sends store the message, then drop the connection unanswered.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.shared.lock().faults.drop_after_store = n;
+        self.shared.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// The next `n` sends store the message, then wait `stall` before answering.
     pub fn stall_after_store_next(&self, n: usize, stall: Duration) {
-        self.shared.lock().faults.stall_after_store = (n, stall);
+        self.shared.lock().faults.stall_after_store.arm(n, stall);
     }
 
     /// Every request waits `latency` before it is handled.
@@ -313,12 +277,6 @@ impl FakeTelegram {
     }
 }
 
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
@@ -360,14 +318,6 @@ struct Chat {
 }
 
 #[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    rate_limit: (usize, u64),
-    drop_after_store: usize,
-    stall_after_store: (usize, Duration),
-}
-
-#[derive(Default)]
 struct State {
     flood: Option<FloodLimit>,
     latency: Duration,
@@ -379,7 +329,8 @@ struct State {
     order: Vec<(i64, i64)>,
     send_requests: usize,
     requests: HashMap<String, usize>,
-    faults: Faults,
+    /// The rate limit: `retry_after` seconds.
+    faults: Faults<u64>,
 }
 
 /// A Bot API error: status = `error_code`.
@@ -408,13 +359,6 @@ fn answer_error(f: Failure) -> HttpResponse {
 
 fn answer_ok(result: Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({"ok": true, "result": result}))
-}
-
-/// What a send does after the state is updated.
-enum Outcome {
-    Answer(HttpResponse),
-    Stall(HttpResponse, Duration),
-    Drop,
 }
 
 impl State {
@@ -618,9 +562,7 @@ impl State {
     ) -> Result<Outcome, Failure> {
         self.send_requests += 1;
         let (bot_id, _) = self.bot(token)?;
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            let status = self.faults.fail.1;
+        if let Some(status) = self.faults.fail.take() {
             let description = if status == 502 {
                 "Bad Gateway"
             } else {
@@ -628,9 +570,8 @@ impl State {
             };
             return Err(failure(status, description));
         }
-        if self.faults.rate_limit.0 > 0 {
-            self.faults.rate_limit.0 -= 1;
-            return Err(too_many(self.faults.rate_limit.1));
+        if let Some(retry_after) = self.faults.rate_limit.take() {
+            return Err(too_many(retry_after));
         }
         let chat_id = self.resolve_chat(params.get("chat_id"))?;
         if self.access(bot_id, chat_id)? == Membership::ReadOnly {
@@ -712,16 +653,8 @@ impl State {
         };
         chat.messages.insert(message.message_id, message.clone());
         self.order.push((chat_id, message.message_id));
-        if self.faults.drop_after_store > 0 {
-            self.faults.drop_after_store -= 1;
-            return Ok(Outcome::Drop);
-        }
         let response = answer_ok(self.message_json(chat_id, &message, false));
-        if self.faults.stall_after_store.0 > 0 {
-            self.faults.stall_after_store.0 -= 1;
-            return Ok(Outcome::Stall(response, self.faults.stall_after_store.1));
-        }
-        Ok(Outcome::Answer(response))
+        Ok(self.faults.after_store(response))
     }
 }
 
@@ -860,16 +793,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     if method == "sendMessage" || method == "sendPhoto" {
         let outcome = shared.lock().send(&token, &method, &params, &encoding);
         return match outcome {
-            Ok(Outcome::Answer(response)) => response,
-            Ok(Outcome::Stall(response, stall)) => {
-                actix_web::rt::time::sleep(stall).await;
-                response
-            }
-            Ok(Outcome::Drop) => HttpResponse::Ok().streaming(futures_util::stream::once(async {
-                Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-                    "fake Telegram: connection dropped after storing the message",
-                ))
-            })),
+            Ok(outcome) => outcome.respond("fake Telegram").await,
             Err(f) => answer_error(f),
         };
     }

@@ -46,17 +46,15 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Map, Value};
 
+use crate::fakes::server::{bearer, dropped, random_token, FakeServer, Faults, Next};
 use crate::platforms::text::{threads_length, web_link_ranges, THREADS_MAX_LINKS};
 
 const SHORT_LIVED: i64 = 3600;
@@ -125,9 +123,8 @@ pub struct FakeThreadsUser {
 
 /// A running fake; stops when dropped.
 pub struct FakeThreads {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
 impl FakeThreads {
@@ -136,64 +133,38 @@ impl FakeThreads {
     }
 
     pub async fn start_with(config: FakeThreadsConfig) -> FakeThreads {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake Threads port");
-        let port = listener.local_addr().expect("the fake Threads port").port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let workers = config.workers.max(1);
+        let workers = config.workers;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(config)),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let for_server = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("fake-threads-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(for_server);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(1 << 20))
-                            .route("/oauth/authorize", web::get().to(authorize))
-                            .route("/oauth/access_token", web::post().to(code_token))
-                            .route("/access_token", web::get().to(exchange_token))
-                            .route("/refresh_access_token", web::get().to(refresh_token))
-                            .route("/v1.0/{id}", web::get().to(get_object))
-                            .route("/v1.0/{id}", web::delete().to(delete_object))
-                            .route("/v1.0/{user}/threads", web::post().to(create_container))
-                            .route("/v1.0/{user}/threads", web::get().to(list_threads))
-                            .route("/v1.0/{user}/replies", web::get().to(list_replies))
-                            .route(
-                                "/v1.0/{user}/threads_publish",
-                                web::post().to(publish_container),
-                            )
-                            .route(
-                                "/v1.0/{user}/threads_publishing_limit",
-                                web::get().to(publishing_limit),
-                            )
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(workers)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen on the fake Threads port")
-                    .run();
-                    let _ = tx.send(server.handle());
-                    let _ = server.await;
-                })
+        let server = FakeServer::bind("fake-threads")
+            .serve(workers, shared.clone(), 1 << 20, |app| {
+                app.route("/oauth/authorize", web::get().to(authorize))
+                    .route("/oauth/access_token", web::post().to(code_token))
+                    .route("/access_token", web::get().to(exchange_token))
+                    .route("/refresh_access_token", web::get().to(refresh_token))
+                    .route("/v1.0/{id}", web::get().to(get_object))
+                    .route("/v1.0/{id}", web::delete().to(delete_object))
+                    .route("/v1.0/{user}/threads", web::post().to(create_container))
+                    .route("/v1.0/{user}/threads", web::get().to(list_threads))
+                    .route("/v1.0/{user}/replies", web::get().to(list_replies))
+                    .route(
+                        "/v1.0/{user}/threads_publish",
+                        web::post().to(publish_container),
+                    )
+                    .route(
+                        "/v1.0/{user}/threads_publishing_limit",
+                        web::get().to(publishing_limit),
+                    )
+                    .default_service(web::to(not_found));
             })
-            .expect("start the fake Threads thread");
-        let handle = rx.await.expect("the fake Threads server started");
-        FakeThreads {
-            base_url,
-            shared,
-            handle,
-        }
+            .await;
+        FakeThreads { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`: use it as the API, auth and token base.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     pub fn client_id(&self) -> String {
@@ -270,24 +241,31 @@ impl FakeThreads {
     /// The next `n` `threads_publish` calls fail with HTTP `status` (Graph
     /// code 2, `is_transient`) and publish nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.shared.lock().faults.fail = (n, status);
+        self.shared.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` `threads_publish` calls are throttled: HTTP 400 with
     /// Graph `code` (4, 17, 32, 613…) and, when `regain_minutes` is set, an
     /// `X-Business-Use-Case-Usage` header with `estimated_time_to_regain_access`.
     pub fn rate_limit_next(&self, n: usize, code: i64, regain_minutes: Option<u64>) {
-        self.shared.lock().faults.rate_limit = (n, code, regain_minutes);
+        self.shared
+            .lock()
+            .faults
+            .rate_limit
+            .arm(n, (code, regain_minutes));
     }
 
     /// The next `n` `threads_publish` calls publish, then drop the connection.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.shared.lock().faults.drop_after_store = n;
+        self.shared.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// The next `n` containers end in `ERROR` with `error_message`.
     pub fn fail_containers_next(&self, n: usize, error_message: &str) {
-        self.shared.lock().faults.fail_containers = (n, error_message.to_string());
+        self.shared
+            .lock()
+            .fail_containers
+            .arm(n, error_message.to_string());
     }
 
     /// IMAGE containers stay `IN_PROGRESS` this long (TEXT ones are ready at once).
@@ -351,12 +329,6 @@ impl FakeThreads {
             .filter(|(p, _)| p.starts_with(prefix))
             .map(|(_, n)| n)
             .sum()
-    }
-}
-
-impl Drop for FakeThreads {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
     }
 }
 
@@ -462,14 +434,6 @@ struct Media {
     shortcode: String,
 }
 
-#[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    rate_limit: (usize, i64, Option<u64>),
-    drop_after_store: usize,
-    fail_containers: (usize, String),
-}
-
 struct State {
     config: FakeThreadsConfig,
     next: u64,
@@ -481,7 +445,10 @@ struct State {
     containers: HashMap<u64, Container>,
     media: HashMap<u64, Media>,
     media_order: Vec<u64>,
-    faults: Faults,
+    /// The rate limit: (error code, minutes to regain access).
+    faults: Faults<(i64, Option<u64>)>,
+    /// Containers still to end in `ERROR`, with this message.
+    fail_containers: Next<String>,
     publish_requests: usize,
     requests: HashMap<String, usize>,
 }
@@ -492,7 +459,7 @@ fn graph_error(status: u16, code: i64, subcode: Option<i64>, message: &str) -> H
         "message": message,
         "type": if code == 190 { "OAuthException" } else { "THApiException" },
         "code": code,
-        "fbtrace_id": Alphanumeric.sample_string(&mut rand::thread_rng(), 11),
+        "fbtrace_id": random_token(11),
     });
     if let Some(subcode) = subcode {
         error["error_subcode"] = json!(subcode);
@@ -529,14 +496,6 @@ fn params(req: &HttpRequest, body: &[u8]) -> Params {
         }
     }
     out
-}
-
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
 }
 
 fn shortcode(id: u64) -> String {
@@ -580,6 +539,7 @@ impl State {
             media: HashMap::new(),
             media_order: Vec::new(),
             faults: Faults::default(),
+            fail_containers: Next::default(),
             publish_requests: 0,
             requests: HashMap::new(),
         }
@@ -610,10 +570,7 @@ impl State {
         } else {
             "THL"
         };
-        let token = format!(
-            "{prefix}{}",
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
-        );
+        let token = format!("{prefix}{}", random_token(40));
         self.tokens.insert(
             token.clone(),
             Token {
@@ -665,7 +622,10 @@ impl State {
     }
 
     fn authenticate(&self, req: &HttpRequest, params: &Params) -> Result<u64, HttpResponse> {
-        let token = params.get("access_token").cloned().or_else(|| bearer(req));
+        let token = params
+            .get("access_token")
+            .cloned()
+            .or_else(|| bearer(req).map(str::to_string));
         self.check_token(token.as_deref())
     }
 
@@ -842,7 +802,7 @@ async fn authorize(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse 
     let Some(user_id) = state.approving_user else {
         return graph_error(400, 100, None, "No user to log in (call add_user first)");
     };
-    let code = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+    let code = random_token(32);
     let client_id = state.config.client_id.clone();
     state.codes.insert(
         code.clone(),
@@ -1086,12 +1046,7 @@ async fn create_container(
     } else {
         now
     };
-    let error = if state.faults.fail_containers.0 > 0 {
-        state.faults.fail_containers.0 -= 1;
-        Some(state.faults.fail_containers.1.clone())
-    } else {
-        None
-    };
+    let error = state.fail_containers.take();
     let id = state.next_id();
     state
         .containers
@@ -1113,12 +1068,7 @@ async fn publish_container(
     };
     match outcome {
         Ok(response) => response,
-        // A body stream that fails before its first byte: the connection drops.
-        Err(()) => HttpResponse::Ok().streaming(futures_util::stream::once(async {
-            Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-                "fake Threads: connection dropped after publishing",
-            ))
-        })),
+        Err(()) => dropped("fake Threads"),
     }
 }
 
@@ -1136,18 +1086,14 @@ fn publish_locked(
         Ok(user) => user,
         Err(response) => return Ok(response),
     };
-    if state.faults.fail.0 > 0 {
-        state.faults.fail.0 -= 1;
-        let status =
-            StatusCode::from_u16(state.faults.fail.1).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if let Some(status) = state.faults.fail.take() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return Ok(HttpResponse::build(status).json(json!({"error": {
             "message": "An unexpected error has occurred. Please retry your request later.",
             "type": "THApiException", "code": 2, "is_transient": true, "fbtrace_id": "Fake"
         }})));
     }
-    if state.faults.rate_limit.0 > 0 {
-        state.faults.rate_limit.0 -= 1;
-        let (_, code, regain) = state.faults.rate_limit;
+    if let Some((code, regain)) = state.faults.rate_limit.take() {
         let mut builder = HttpResponse::BadRequest();
         if let Some(minutes) = regain {
             builder.insert_header((
@@ -1219,8 +1165,7 @@ fn publish_locked(
         }
     }
     let media = state.publish(container_id, now);
-    if state.faults.drop_after_store > 0 {
-        state.faults.drop_after_store -= 1;
+    if state.faults.drop_after_store.take().is_some() {
         return Err(());
     }
     Ok(HttpResponse::Ok().json(json!({"id": media.to_string()})))

@@ -44,21 +44,19 @@
 //! timeline page) under one lock that is never held across an `.await`.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actix_web::body::BoxBody;
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::NetworkApp;
+use crate::fakes::server::{bearer, jfif, random_token, FakeServer, Faults, Outcome, TEST_PNG};
 use crate::platforms::text::{web_link_ranges, x_weighted_length};
 
 /// A per-user budget on one endpoint, in fixed windows aligned on the epoch.
@@ -178,25 +176,10 @@ pub struct FakeXMedia {
 
 /// A running fake; stops when dropped.
 pub struct FakeX {
-    base_url: String,
     shared: Arc<Shared>,
-    handle: ServerHandle,
+    server: FakeServer,
 }
 
-/// A JPEG's first bytes (SOI, APP0 "JFIF") and its end marker: enough for
-/// type sniffing.
-const TEST_JPEG: &[u8] = &[
-    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
-    0x00, 0x01, 0x00, 0x00, 0xFF, 0xD9,
-];
-/// A 1×1 PNG.
-const TEST_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
-    0x89, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
-    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
-    0x42, 0x60, 0x82,
-];
 const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 const ALL_SCOPES: &str = "tweet.read tweet.write users.read offline.access media.write";
 const KNOWN_SCOPES: [&str; 12] = [
@@ -222,60 +205,33 @@ impl FakeX {
 
     /// Start on `127.0.0.1:<free port>` with `config`.
     pub async fn start_with(config: FakeXConfig) -> FakeX {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake X port");
-        let port = listener.local_addr().expect("the fake X port").port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let workers = config.workers.max(1);
+        let workers = config.workers;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(config)),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let for_server = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("fake-x-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(for_server);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(8 << 20))
-                            .route("/i/oauth2/authorize", web::get().to(authorize))
-                            .route("/2/oauth2/token", web::post().to(token))
-                            .route("/2/oauth2/revoke", web::post().to(revoke))
-                            .route("/2/users/me", web::get().to(users_me))
-                            .route("/2/users/{id}/tweets", web::get().to(user_posts))
-                            .route("/2/tweets", web::post().to(create_post))
-                            .route("/2/tweets/{id}", web::delete().to(delete_post))
-                            .route("/2/media/upload", web::post().to(upload_media))
-                            .route("/2/media/metadata", web::post().to(media_metadata))
-                            .route("/fake/image.jpg", web::get().to(jpeg))
-                            .route("/fake/image.png", web::get().to(png))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(workers)
-                    .backlog(4096)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen on the fake X port")
-                    .run();
-                    let _ = tx.send(server.handle());
-                    let _ = server.await;
-                })
+        let server = FakeServer::bind("fake-x")
+            .serve(workers, shared.clone(), 8 << 20, |app| {
+                app.route("/i/oauth2/authorize", web::get().to(authorize))
+                    .route("/2/oauth2/token", web::post().to(token))
+                    .route("/2/oauth2/revoke", web::post().to(revoke))
+                    .route("/2/users/me", web::get().to(users_me))
+                    .route("/2/users/{id}/tweets", web::get().to(user_posts))
+                    .route("/2/tweets", web::post().to(create_post))
+                    .route("/2/tweets/{id}", web::delete().to(delete_post))
+                    .route("/2/media/upload", web::post().to(upload_media))
+                    .route("/2/media/metadata", web::post().to(media_metadata))
+                    .route("/fake/image.jpg", web::get().to(jpeg))
+                    .route("/fake/image.png", web::get().to(png))
+                    .default_service(web::to(not_found));
             })
-            .expect("start the fake X thread");
-        let handle = rx.await.expect("the fake X server started");
-        FakeX {
-            base_url,
-            shared,
-            handle,
-        }
+            .await;
+        FakeX { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash: the API base and the
     /// authorize pages' base alike.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.server.base_url().to_string()
     }
 
     /// X's app settings pointing at this fake, with its client id and secret.
@@ -284,8 +240,8 @@ impl FakeX {
         NetworkApp {
             client_id: Some(state.config.client_id.clone()),
             client_secret: Some(state.config.client_secret.clone()),
-            api_url: self.base_url.clone(),
-            auth_url: self.base_url.clone(),
+            api_url: self.base_url(),
+            auth_url: self.base_url(),
             token_url: None,
         }
     }
@@ -300,12 +256,12 @@ impl FakeX {
 
     /// A small JPEG served by the fake.
     pub fn image_url(&self) -> String {
-        format!("{}/fake/image.jpg", self.base_url)
+        format!("{}/fake/image.jpg", self.server.base_url())
     }
 
     /// A 1×1 PNG served by the fake.
     pub fn png_url(&self) -> String {
-        format!("{}/fake/image.png", self.base_url)
+        format!("{}/fake/image.png", self.server.base_url())
     }
 
     /// Create a user (or take the existing one of that name) and issue it a
@@ -385,31 +341,31 @@ impl FakeX {
 
     /// The next `n` `POST /2/tweets` get `status` and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.lock().faults.fail = (n, status);
+        self.lock().faults.fail.arm(n, status);
     }
 
     /// The next `n` `POST /2/tweets` get a 429 (problem JSON) whose
     /// `x-rate-limit-reset` is `reset_in` from now, and store nothing.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
-        self.lock().faults.rate_limit = (n, reset_in, false);
+        self.lock().faults.rate_limit.arm(n, (reset_in, false));
     }
 
     /// Like [`FakeX::rate_limit_next`] with the documented v1-style body
     /// `{"errors":[{"code":88,"message":"Rate limit exceeded"}]}`.
     pub fn rate_limit_next_legacy(&self, n: usize, reset_in: Duration) {
-        self.lock().faults.rate_limit = (n, reset_in, true);
+        self.lock().faults.rate_limit.arm(n, (reset_in, true));
     }
 
     /// The next `n` `POST /2/tweets` that create a post store it, then close
     /// the connection without answering.
     pub fn drop_after_store_next(&self, n: usize) {
-        self.lock().faults.drop_after_store = n;
+        self.lock().faults.drop_after_store.arm(n, ());
     }
 
     /// The next `n` `POST /2/tweets` that create a post store it, then wait
     /// `stall` before answering.
     pub fn stall_after_store_next(&self, n: usize, stall: Duration) {
-        self.lock().faults.stall_after_store = (n, stall);
+        self.lock().faults.stall_after_store.arm(n, stall);
     }
 
     /// Every `POST /2/tweets` waits `latency` before it is handled.
@@ -496,12 +452,6 @@ impl FakeX {
     }
 }
 
-impl Drop for FakeX {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
@@ -551,15 +501,6 @@ struct StoredPost {
     deleted: bool,
 }
 
-#[derive(Default)]
-struct Faults {
-    fail: (usize, u16),
-    /// (count, reset in, legacy body)
-    rate_limit: (usize, Duration, bool),
-    drop_after_store: usize,
-    stall_after_store: (usize, Duration),
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Endpoint {
     CreatePost,
@@ -590,7 +531,8 @@ struct State {
     media_order: Vec<u64>,
     /// (user, endpoint) → (window index, requests in it).
     windows: HashMap<(u64, Endpoint), (i64, u32)>,
-    faults: Faults,
+    /// The rate limit: (reset in, legacy body).
+    faults: Faults<(Duration, bool)>,
     post_requests: usize,
     refreshes: usize,
     requests_by_path: HashMap<String, usize>,
@@ -611,10 +553,6 @@ impl RateHeaders {
             .insert_header(("x-rate-limit-remaining", self.remaining.to_string()))
             .insert_header(("x-rate-limit-reset", reset.to_string()));
     }
-}
-
-fn random_token(len: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), len)
 }
 
 impl State {
@@ -724,19 +662,9 @@ impl State {
         endpoint: Endpoint,
         scopes: &[&str],
     ) -> Result<(u64, Option<RateHeaders>), HttpResponse> {
-        let token = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim().to_string())
-            })
-            .unwrap_or_default();
+        let token = bearer(req).unwrap_or_default();
         let now = Utc::now();
-        let entry = match self.access.get(&token) {
+        let entry = match self.access.get(token) {
             Some(e) if !e.revoked && e.expires_at > now => e,
             _ => return Err(unauthorized()),
         };
@@ -1235,13 +1163,6 @@ async fn users_me(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     )
 }
 
-/// What the create-post handler does once the state is updated.
-enum PostOutcome {
-    Answer(HttpResponse),
-    Stall(HttpResponse, Duration),
-    Drop,
-}
-
 /// Check a `POST /2/tweets` body against the OpenAPI schema (the parts Herald
 /// can touch: unknown properties refused at every level).
 fn check_post_body(body: &Value) -> Result<(), String> {
@@ -1336,26 +1257,22 @@ impl State {
         req: &HttpRequest,
         body: &[u8],
         received_at: DateTime<Utc>,
-    ) -> PostOutcome {
+    ) -> Outcome {
         let (user_id, rate) = match self.authenticate(
             req,
             Endpoint::CreatePost,
             &["tweet.read", "tweet.write", "users.read"],
         ) {
             Ok(auth) => auth,
-            Err(response) => return PostOutcome::Answer(response),
+            Err(response) => return Outcome::Answer(response),
         };
         let rate = rate.as_ref();
-        if self.faults.fail.0 > 0 {
-            self.faults.fail.0 -= 1;
-            let status =
-                StatusCode::from_u16(self.faults.fail.1).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if let Some(status) = self.faults.fail.take() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let title = status.canonical_reason().unwrap_or("Error");
-            return PostOutcome::Answer(problem(status, title, title, "about:blank", rate));
+            return Outcome::Answer(problem(status, title, title, "about:blank", rate));
         }
-        if self.faults.rate_limit.0 > 0 {
-            self.faults.rate_limit.0 -= 1;
-            let (_, reset_in, legacy) = self.faults.rate_limit;
+        if let Some((reset_in, legacy)) = self.faults.rate_limit.take() {
             let limited = RateHeaders {
                 limit: self.config.limits.create_post.map_or(100, |l| l.limit),
                 remaining: 0,
@@ -1363,19 +1280,19 @@ impl State {
                     + chrono::Duration::from_std(reset_in)
                         .unwrap_or_else(|_| chrono::Duration::seconds(900)),
             };
-            return PostOutcome::Answer(too_many_requests(&limited, legacy));
+            return Outcome::Answer(too_many_requests(&limited, legacy));
         }
         if !content_type(req).starts_with("application/json") {
-            return PostOutcome::Answer(invalid_request(
+            return Outcome::Answer(invalid_request(
                 "Content-Type must be application/json",
                 rate,
             ));
         }
         let Ok(json) = serde_json::from_slice::<Value>(body) else {
-            return PostOutcome::Answer(invalid_request("The body is not valid JSON", rate));
+            return Outcome::Answer(invalid_request("The body is not valid JSON", rate));
         };
         if let Err(message) = check_post_body(&json) {
-            return PostOutcome::Answer(invalid_request(&message, rate));
+            return Outcome::Answer(invalid_request(&message, rate));
         }
         let text = json["text"].as_str().unwrap_or("").to_string();
         let media_ids: Vec<u64> = json["media"]["media_ids"]
@@ -1387,13 +1304,10 @@ impl State {
             })
             .unwrap_or_default();
         if text.trim().is_empty() && media_ids.is_empty() {
-            return PostOutcome::Answer(invalid_request(
-                "$.text: a post needs text or media",
-                rate,
-            ));
+            return Outcome::Answer(invalid_request("$.text: a post needs text or media", rate));
         }
         if x_weighted_length(&text) > self.config.max_weighted_length {
-            return PostOutcome::Answer(invalid_request(
+            return Outcome::Answer(invalid_request(
                 &format!(
                     "$.text: text is too long (at most {} weighted characters)",
                     self.config.max_weighted_length
@@ -1406,7 +1320,7 @@ impl State {
             .and_then(|id| id.parse::<u64>().ok());
         if let Some(parent) = reply_to {
             if self.posts.get(&parent).is_none_or(|p| p.deleted) {
-                return PostOutcome::Answer(invalid_request(
+                return Outcome::Answer(invalid_request(
                     "The post you are replying to has been deleted or is not visible to you.",
                     rate,
                 ));
@@ -1417,11 +1331,11 @@ impl State {
             .iter()
             .any(|m| self.media.get(m).is_none_or(|media| media.user_id != owner))
         {
-            return PostOutcome::Answer(invalid_request("Your media IDs are invalid.", rate));
+            return Outcome::Answer(invalid_request("Your media IDs are invalid.", rate));
         }
         let now = Utc::now();
         if self.is_duplicate(user_id, &text, now) {
-            return PostOutcome::Answer(problem(
+            return Outcome::Answer(problem(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "You are not allowed to create a Tweet with duplicate content.",
@@ -1430,10 +1344,6 @@ impl State {
             ));
         }
         let id = self.store_post(user_id, &text, reply_to, media_ids, now);
-        if self.faults.drop_after_store > 0 {
-            self.faults.drop_after_store -= 1;
-            return PostOutcome::Drop;
-        }
         let history = if self.config.post_ids_field {
             "edit_history_post_ids"
         } else {
@@ -1443,11 +1353,7 @@ impl State {
         let mut data = json!({ "id": id.to_string(), "text": rendered_text(post) });
         data[history] = json!([id.to_string()]);
         let response = ok_json(StatusCode::CREATED, json!({ "data": data }), rate);
-        if self.faults.stall_after_store.0 > 0 {
-            self.faults.stall_after_store.0 -= 1;
-            return PostOutcome::Stall(response, self.faults.stall_after_store.1);
-        }
-        PostOutcome::Answer(response)
+        self.faults.after_store(response)
     }
 }
 
@@ -1467,20 +1373,7 @@ async fn create_post(
         actix_web::rt::time::sleep(latency).await;
     }
     let outcome = shared.lock().create_post(&req, &body, received_at);
-    match outcome {
-        PostOutcome::Answer(response) => response,
-        PostOutcome::Stall(response, stall) => {
-            actix_web::rt::time::sleep(stall).await;
-            response
-        }
-        // A body stream that fails before its first byte: actix drops the
-        // connection without writing the response head.
-        PostOutcome::Drop => HttpResponse::Ok().streaming(futures_util::stream::once(async {
-            Err::<web::Bytes, std::io::Error>(std::io::Error::other(
-                "fake X: connection dropped after storing the post",
-            ))
-        })),
-    }
+    outcome.respond("fake X").await
 }
 
 async fn delete_post(
@@ -1905,9 +1798,7 @@ async fn media_metadata(
 
 async fn jpeg(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     shared.lock().count_request(req.path());
-    HttpResponse::Ok()
-        .content_type("image/jpeg")
-        .body(TEST_JPEG)
+    HttpResponse::Ok().content_type("image/jpeg").body(jfif(0))
 }
 
 async fn png(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {

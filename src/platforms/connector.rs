@@ -49,6 +49,11 @@ impl Credentials {
         }
     }
 
+    /// Whether `set`/`remove` changed anything since the flag was last taken.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
     /// Whether `set`/`remove` changed anything since the last call; resets the flag.
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)

@@ -13,6 +13,7 @@ mod deliveries;
 mod discord;
 mod dispatch;
 mod errors;
+mod every_network;
 mod facebook;
 mod idempotency;
 mod instagram;

@@ -659,3 +659,63 @@ async fn the_refresh_job_renews_an_expiring_x_token_once_and_marks_a_dead_one() 
         .await
         .contains(&"account.needs_reauth".to_string()));
 }
+
+#[tokio::test]
+async fn mastodon_accounts_connect_with_one_app_registration_per_instance() {
+    use herald::fakes::mastodon::FakeMastodon;
+    let fake = FakeMastodon::start().await;
+    fake.add_account("kettleco");
+    let app = crate::helpers::spawn_app().await;
+    // The instance is required.
+    app.post(
+        &app.admin,
+        "/v1/accounts/connect/mastodon",
+        json!({"name": "m"}),
+    )
+    .await
+    .invalid("base_url");
+    let first = connect(
+        &app,
+        "mastodon",
+        json!({"name": "Kettle Co", "base_url": fake.base_url()}),
+    )
+    .await;
+    assert_eq!(first["platform"], "mastodon");
+    assert_eq!(
+        first["max_characters"], 500,
+        "the instance's own limit: {first}"
+    );
+    assert!(
+        first["remote_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("@kettleco@"),
+        "{first}"
+    );
+    fake.add_account("kettlehelp");
+    fake.set_authorizing_account("kettlehelp");
+    let second = connect(
+        &app,
+        "mastodon",
+        json!({"name": "Kettle Co help", "base_url": fake.base_url()}),
+    )
+    .await;
+    assert_ne!(first["id"], second["id"]);
+    // Herald registered itself once on the instance and reused it.
+    assert_eq!(fake.apps().len(), 1);
+
+    // The connected account publishes a thread.
+    let statement = approved(
+        &app,
+        json!([{"platform": "mastodon", "text": "Part one", "thread": ["Part two"]}]),
+    )
+    .await;
+    let d = publish_now(&app, &statement, first["id"].as_str().unwrap()).await;
+    assert_eq!(d["status"], "published", "{d}");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        posts[1].in_reply_to_id.as_deref(),
+        Some(posts[0].id.as_str())
+    );
+}

@@ -343,3 +343,75 @@ async fn an_unreachable_endpoint_is_transient_and_a_missing_url_needs_a_reconnec
     assert_eq!(not_http.class(), "rejected");
     assert!(!not_http.to_string().contains("secret-in-url"));
 }
+
+/// A thread whose second part fails once: the retry goes on from that part
+/// with its own key; the first part is never sent twice.
+#[tokio::test]
+async fn a_thread_interrupted_by_a_failure_resumes_at_the_part_that_failed() {
+    use crate::helpers::spawn_app;
+    use herald::keys::Role;
+    use serde_json::json;
+
+    let receiver = Receiver::start().await;
+    receiver.answer_next(200, vec![], r#"{"id":"p0"}"#);
+    receiver.answer_next(503, vec![], "busy");
+    receiver.answer_next(200, vec![], r#"{"id":"p1"}"#);
+    receiver.answer_next(200, vec![], r#"{"id":"p2"}"#);
+    let app = spawn_app().await;
+    let account = app
+        .add_account("webhook", "Intranet", None, json!({"url": receiver.url}))
+        .await;
+    let author = app.key(Role::Editor);
+    let id = app
+        .create_statement(
+            &author,
+            json!({"title": "t", "kind": "routine", "variants": [
+                {"platform": "webhook", "text": "one", "thread": ["two", "three"]}]}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.act(&author, &format!("/v1/statements/{id}/submit"))
+        .await
+        .ok();
+    let approver = app.key(Role::Approver);
+    app.act(&approver, &format!("/v1/statements/{id}/approve"))
+        .await
+        .ok();
+    let reply = app.schedule(&id, &[&account], json!({"now": true})).await;
+    let delivery = reply.json()["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = app.wait_status(&delivery, "published", 20).await;
+    let ids: Vec<&str> = d["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p0", "p1", "p2"]);
+    assert_eq!(d["remote_id"], "p0");
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 4, "part 0 once, part 1 twice, part 2 once");
+    let bodies: Vec<Value> = received
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let texts: Vec<&str> = bodies.iter().map(|b| b["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["one", "two", "two", "three"]);
+    assert_eq!(bodies[1]["in_reply_to"], "p0");
+    assert_eq!(bodies[3]["in_reply_to"], "p1");
+    assert_eq!(bodies[3]["part"], 2);
+    // Every attempt of one part carries that part's key; parts differ.
+    let keys: Vec<&str> = received
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap())
+        .collect();
+    assert_eq!(keys[1], keys[2]);
+    assert_ne!(keys[0], keys[1]);
+    assert_ne!(keys[2], keys[3]);
+    assert_eq!(d["attempt_log"].as_array().unwrap().len(), 2);
+}
