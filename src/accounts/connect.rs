@@ -92,7 +92,10 @@ pub struct ConnectResponse {
     tag = "accounts",
     request_body = ConnectAccount,
     params(("platform" = Platform, Path, description = "x, linkedin, facebook, instagram, threads or mastodon")),
-    responses((status = 201, description = "Send the user to `authorize_url`", body = ConnectResponse)),
+    responses(
+        (status = 201, description = "Send the user to `authorize_url`", body = ConnectResponse),
+        (status = 502, description = "The Mastodon instance could not register Herald", body = crate::http::error::Problem),
+    ),
     security(("api_key" = []))
 )]
 #[post("/accounts/connect/{platform}")]
@@ -412,10 +415,22 @@ async fn oauth_app(
                 })?;
             let sealed = state.secret.seal(client_secret.as_bytes(), &base);
             let (b, r, i) = (base.clone(), redirect_uri.to_string(), id.clone());
-            state
-                .db(move |conn| Ok(save_mastodon_app(conn, &b, &r, &i, &sealed)?))
+            let secret = state.secret.clone();
+            // Two admins connecting to a new instance at once both register;
+            // the first registration stored wins, and both use it.
+            let stored = state
+                .db(move |conn| {
+                    db::write_tx(conn, |conn| {
+                        if let Some(app) = mastodon_app(conn, &secret, &b, &r)? {
+                            return Ok(Some(app));
+                        }
+                        save_mastodon_app(conn, &b, &r, &i, &sealed)?;
+                        mastodon_app(conn, &secret, &b, &r)
+                    })
+                    .map_err(ApiError::from)
+                })
                 .await?;
-            (id, client_secret)
+            stored.unwrap_or((id, client_secret))
         }
     };
     Ok(state
@@ -445,6 +460,8 @@ fn mastodon_app(
     }))
 }
 
+/// Store a registration, replacing one that cannot be read any more (sealed
+/// with an earlier `HERALD_SECRET_KEY`).
 fn save_mastodon_app(
     conn: &mut DbConnection,
     base_url: &str,
@@ -452,26 +469,24 @@ fn save_mastodon_app(
     client_id: &str,
     sealed_secret: &str,
 ) -> QueryResult<()> {
-    db::write_tx(conn, |conn| {
-        diesel::delete(
-            oauth_apps::table
-                .filter(oauth_apps::platform.eq(Platform::Mastodon.as_str()))
-                .filter(oauth_apps::base_url.eq(base_url))
-                .filter(oauth_apps::redirect_uri.eq(redirect_uri)),
-        )
+    diesel::delete(
+        oauth_apps::table
+            .filter(oauth_apps::platform.eq(Platform::Mastodon.as_str()))
+            .filter(oauth_apps::base_url.eq(base_url))
+            .filter(oauth_apps::redirect_uri.eq(redirect_uri)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(oauth_apps::table)
+        .values((
+            oauth_apps::platform.eq(Platform::Mastodon.as_str()),
+            oauth_apps::base_url.eq(base_url),
+            oauth_apps::redirect_uri.eq(redirect_uri),
+            oauth_apps::client_id.eq(client_id),
+            oauth_apps::client_secret.eq(sealed_secret),
+            oauth_apps::created_at.eq(db::now()),
+        ))
         .execute(conn)?;
-        diesel::insert_into(oauth_apps::table)
-            .values((
-                oauth_apps::platform.eq(Platform::Mastodon.as_str()),
-                oauth_apps::base_url.eq(base_url),
-                oauth_apps::redirect_uri.eq(redirect_uri),
-                oauth_apps::client_id.eq(client_id),
-                oauth_apps::client_secret.eq(sealed_secret),
-                oauth_apps::created_at.eq(db::now()),
-            ))
-            .execute(conn)?;
-        Ok(())
-    })
+    Ok(())
 }
 
 /// Consume a pending state: unknown, used and expired states are refused

@@ -436,6 +436,9 @@ pub fn mark_needs_reauth(conn: &mut DbConnection, id: &str, reason: &str) -> Que
     Ok(())
 }
 
+/// Most deliveries one preflight run looks at (the next run takes the rest).
+const PREFLIGHT_BATCH: i64 = 1_000;
+
 /// Scheduled deliveries due within 24 hours whose check for that stage
 /// has not run: `(delivery, account, stages)`.
 #[allow(clippy::type_complexity)]
@@ -443,38 +446,31 @@ fn due_for_preflight(
     conn: &mut DbConnection,
     now: NaiveDateTime,
 ) -> QueryResult<Vec<(String, String, Vec<&'static str>)>> {
-    let rows: Vec<(String, String, NaiveDateTime)> = deliveries::table
-        .filter(deliveries::status.eq(DeliveryStatus::Scheduled.as_str()))
-        .filter(deliveries::planned_at.le(now + chrono::Duration::hours(24)))
-        .filter(deliveries::planned_at.gt(now))
-        .select((
-            deliveries::id,
-            deliveries::account_id,
-            deliveries::planned_at,
-        ))
-        .load(conn)?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
+    let mut due: Vec<(String, String, Vec<&'static str>)> = Vec::new();
+    for (stage, within) in [
+        ("24h", chrono::Duration::hours(24)),
+        ("1h", chrono::Duration::hours(1)),
+    ] {
+        let done = delivery_checks::table
+            .filter(delivery_checks::delivery_id.eq(deliveries::id))
+            .filter(delivery_checks::stage.eq(stage));
+        let rows: Vec<(String, String)> = deliveries::table
+            .filter(deliveries::status.eq(DeliveryStatus::Scheduled.as_str()))
+            .filter(deliveries::planned_at.gt(now))
+            .filter(deliveries::planned_at.le(now + within))
+            .filter(diesel::dsl::not(diesel::dsl::exists(done)))
+            .order(deliveries::planned_at.asc())
+            .limit(PREFLIGHT_BATCH)
+            .select((deliveries::id, deliveries::account_id))
+            .load(conn)?;
+        for (id, account) in rows {
+            match due.iter_mut().find(|(d, _, _)| *d == id) {
+                Some((_, _, stages)) => stages.push(stage),
+                None => due.push((id, account, vec![stage])),
+            }
+        }
     }
-    let ids: Vec<&String> = rows.iter().map(|(id, _, _)| id).collect();
-    let done: Vec<(String, String)> = delivery_checks::table
-        .filter(delivery_checks::delivery_id.eq_any(ids))
-        .select((delivery_checks::delivery_id, delivery_checks::stage))
-        .load(conn)?;
-    let has = |id: &str, stage: &str| done.iter().any(|(d, s)| d == id && s == stage);
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, account, planned)| {
-            let mut stages = Vec::new();
-            if !has(&id, "24h") {
-                stages.push("24h");
-            }
-            if planned <= now + chrono::Duration::hours(1) && !has(&id, "1h") {
-                stages.push("1h");
-            }
-            (!stages.is_empty()).then_some((id, account, stages))
-        })
-        .collect())
+    Ok(due)
 }
 
 /// One preflight check of a delivery's account.

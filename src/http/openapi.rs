@@ -89,9 +89,12 @@ impl Modify for ErrorResponses {
                 if has_body {
                     add("400", "The body is not JSON (problem+json)");
                     add("413", "The body is too large");
-                    add("415", "The body is not sent as application/json");
+                    add("415", "The body's media type is not accepted");
                 }
-                add("401", "No API key, or an unknown or revoked one");
+                // Operations without a security requirement need no key.
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add("401", "No API key, or an unknown or revoked one");
+                }
                 if mutating || is_admin_or_manager {
                     add("403", "The key's role may not do this");
                 }

@@ -33,8 +33,10 @@ use linkify::{LinkFinder, LinkKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::connector::retry_after_seconds;
-use super::mastodon::download_image;
+use super::connector::{
+    answered, clip, download_image, found_or_rejected, reset_instant, retry_after_seconds,
+    send_call, wait_for_reset,
+};
 use super::{
     AccountSession, Connector, ConnectorError, Credentials, MediaItem, Post, Published, ReplyTarget,
 };
@@ -114,13 +116,8 @@ impl Connector for Bluesky {
         }
         if is_duplicate(&reply) {
             // An earlier attempt made the record: that post is the result.
-            return match self.find(account, &base, &post.idempotency_key).await? {
-                Some(existing) => Ok(existing),
-                None => Err(ConnectorError::Rejected {
-                    message: reply.describe(),
-                    status: Some(reply.status),
-                }),
-            };
+            let found = self.find(account, &base, &post.idempotency_key).await?;
+            return found_or_rejected(found, reply.describe(), reply.status);
         }
         Err(classify(&reply, Utc::now()))
     }
@@ -231,15 +228,15 @@ struct Reply {
 impl Reply {
     /// "400 InvalidRequest: …", never longer than a few hundred characters.
     fn describe(&self) -> String {
-        let mut message: String = self.message.chars().take(MAX_MESSAGE).collect();
-        if message.len() < self.message.len() {
-            message.push('…');
-        }
-        match (self.error.is_empty(), message.is_empty()) {
-            (true, true) => format!("Bluesky answered {}", self.status),
-            (false, true) => format!("Bluesky answered {} {}", self.status, self.error),
-            (true, false) => format!("Bluesky answered {}: {message}", self.status),
-            (false, false) => format!("Bluesky answered {} {}: {message}", self.status, self.error),
+        let message = clip(&self.message, MAX_MESSAGE);
+        if self.error.is_empty() {
+            answered("Bluesky", self.status, &message)
+        } else {
+            answered(
+                "Bluesky",
+                format!("{} {}", self.status, self.error),
+                &message,
+            )
         }
     }
 }
@@ -263,31 +260,10 @@ impl RateHeaders {
     }
 }
 
-/// `RateLimit-Reset`: Unix epoch seconds on Bluesky. A small value is read
-/// as seconds from now (the IETF draft's meaning), so a proxy that follows
-/// the draft does not turn into a wait of zero.
-fn reset_instant(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let seconds = value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)?;
-    if seconds < 1_000_000_000.0 {
-        return now.checked_add_signed(chrono::Duration::milliseconds((seconds * 1000.0) as i64));
-    }
-    DateTime::from_timestamp(seconds.ceil() as i64, 0)
-}
-
 /// How long to wait after a 429: until `RateLimit-Reset` (at least 1 s),
 /// else `Retry-After`, else a minute.
 fn retry_after(limits: &RateHeaders, now: DateTime<Utc>) -> Duration {
-    if let Some(reset) = limits.reset {
-        let wait = (reset - now).num_milliseconds().max(0) as u64;
-        return Duration::from_millis(wait).max(Duration::from_secs(1));
-    }
-    limits
-        .retry_after
-        .map_or(DEFAULT_RETRY_AFTER, |d| d.max(Duration::from_secs(1)))
+    wait_for_reset(limits.reset, limits.retry_after, now, DEFAULT_RETRY_AFTER)
 }
 
 impl Bluesky {
@@ -390,17 +366,10 @@ impl Bluesky {
         request: reqwest::RequestBuilder,
         is_write: bool,
     ) -> Result<Reply, ConnectorError> {
-        let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
-            ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
-                message,
-                status: None,
-            },
-            other => other,
-        };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let limits = RateHeaders::parse(response.headers(), Utc::now());
-        let bytes = response.bytes().await.map_err(failed)?;
+        let answer = send_call(request, is_write).await?;
+        let status = answer.status;
+        let limits = RateHeaders::parse(&answer.headers, Utc::now());
+        let bytes = answer.bytes;
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let text = |name: &str| {
             body.get(name)

@@ -262,6 +262,57 @@ impl ConnectorError {
             Self::Unknown { message }
         }
     }
+
+    /// Classify a reqwest failure of one call: as [`Self::from_reqwest`], but
+    /// a call that cannot have published anything (`is_write` false) is
+    /// `Transient`, not `Unknown`.
+    pub fn from_call(error: &reqwest::Error, is_write: bool) -> Self {
+        let error = Self::from_reqwest(error);
+        if is_write {
+            error
+        } else {
+            error.retryable()
+        }
+    }
+
+    /// For a call that changes nothing visible (a read, an upload, an
+    /// idempotent call): an `Unknown` outcome is only `Transient`, since
+    /// trying again is safe.
+    pub fn retryable(self) -> Self {
+        match self {
+            Self::Unknown { message } => Self::Transient {
+                message,
+                status: None,
+            },
+            other => other,
+        }
+    }
+}
+
+/// One HTTP answer as it came: status, headers and body.
+#[derive(Debug, Clone, Default)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+/// Send `request` and read the whole answer. A failure on the way is
+/// classified by [`ConnectorError::from_call`]: `Unknown` only for a write.
+pub async fn send_call(
+    request: reqwest::RequestBuilder,
+    is_write: bool,
+) -> Result<RawAnswer, ConnectorError> {
+    let failed = |error: reqwest::Error| ConnectorError::from_call(&error, is_write);
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.map_err(failed)?;
+    Ok(RawAnswer {
+        status,
+        headers,
+        bytes: bytes.into(),
+    })
 }
 
 /// A reqwest error as text, without the URL's query string (which could carry a token).
@@ -324,6 +375,244 @@ pub fn part_key(key: &str, part: usize) -> String {
 /// Parse a `Retry-After` header value given in seconds.
 pub fn retry_after_seconds(value: Option<&str>) -> Option<Duration> {
     value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// After a refusal as a duplicate: the earlier post that made it, when it
+/// was found; else the refusal stands (`Rejected`).
+pub fn found_or_rejected(
+    found: Option<Published>,
+    message: String,
+    status: u16,
+) -> Result<Published, ConnectorError> {
+    found.ok_or(ConnectorError::Rejected {
+        message,
+        status: Some(status),
+    })
+}
+
+/// `text` cut to `max` characters, with `…` when something was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// "{network} answered {what}", then ": {message}" when there is one.
+pub fn answered(network: &str, what: impl std::fmt::Display, message: &str) -> String {
+    if message.is_empty() {
+        format!("{network} answered {what}")
+    } else {
+        format!("{network} answered {what}: {message}")
+    }
+}
+
+/// Parse a rate-limit reset header given in Unix epoch seconds (X's
+/// `x-rate-limit-reset`, Bluesky's `RateLimit-Reset`). A small value is read
+/// as seconds from now, so a proxy that sends a delta does not become a wait
+/// of zero.
+pub fn reset_instant(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let seconds = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)?;
+    if seconds < 1_000_000_000.0 {
+        return now.checked_add_signed(chrono::Duration::milliseconds((seconds * 1000.0) as i64));
+    }
+    DateTime::from_timestamp(seconds.ceil() as i64, 0)
+}
+
+/// How long to wait after a 429: until `reset` (at least a second), else
+/// `retry_after` (at least a second), else `default`.
+pub fn wait_for_reset(
+    reset: Option<DateTime<Utc>>,
+    retry_after: Option<Duration>,
+    now: DateTime<Utc>,
+    default: Duration,
+) -> Duration {
+    if let Some(reset) = reset {
+        let wait = (reset - now).num_milliseconds().max(0) as u64;
+        return Duration::from_millis(wait).max(Duration::from_secs(1));
+    }
+    retry_after.map_or(default, |d| d.max(Duration::from_secs(1)))
+}
+
+/// An id the API gives as a string, or as a number by a lenient server.
+pub fn id_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The media type of an answer's `Content-Type` (no parameters, lower case).
+pub fn media_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+/// An image fetched from its `MediaItem::url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedImage {
+    pub bytes: Vec<u8>,
+    /// `image/jpeg`, …: the item's own type, else sniffed from the bytes,
+    /// else the server's `Content-Type`.
+    pub content_type: String,
+}
+
+/// Download image number `number` (1-based, for messages) of a post, at most
+/// `max_bytes` (more is `Rejected`: the network would refuse it). Failures
+/// name the image by number, never by URL (a signed URL may carry a token).
+/// Nothing is published by a download, so no failure is `Unknown`.
+pub async fn download_image(
+    http: &reqwest::Client,
+    item: &MediaItem,
+    number: usize,
+    max_bytes: usize,
+    network: &str,
+) -> Result<DownloadedImage, ConnectorError> {
+    let failed = |e: reqwest::Error| match ConnectorError::from_reqwest(&e) {
+        ConnectorError::Rejected { .. } => ConnectorError::Rejected {
+            message: format!("image {number} has an invalid URL"),
+            status: None,
+        },
+        other => ConnectorError::Transient {
+            message: format!(
+                "could not download image {number}: {}",
+                describe_reqwest(&e)
+            ),
+            status: other.status(),
+        },
+    };
+    let too_big = |size: String| ConnectorError::Rejected {
+        message: format!(
+            "image {number} is {size} bytes: {network} accepts at most {max_bytes} bytes per image"
+        ),
+        status: None,
+    };
+    let mut response = http.get(&item.url).send().await.map_err(failed)?;
+    let status = response.status();
+    if !status.is_success() {
+        let message = format!(
+            "could not download image {number}: its address answered {}",
+            status.as_u16()
+        );
+        return Err(match status.as_u16() {
+            408 | 425 | 429 | 500..=599 => ConnectorError::Transient {
+                message,
+                status: None,
+            },
+            _ => ConnectorError::Rejected {
+                message,
+                status: None,
+            },
+        });
+    }
+    if let Some(length) = response.content_length() {
+        if length > max_bytes as u64 {
+            return Err(too_big(length.to_string()));
+        }
+    }
+    let served_type = media_type(response.headers());
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > max_bytes {
+            return Err(too_big(format!("more than {max_bytes}")));
+        }
+    }
+    if bytes.is_empty() {
+        return Err(ConnectorError::Rejected {
+            message: format!("image {number} is empty"),
+            status: None,
+        });
+    }
+    let content_type = item
+        .content_type
+        .as_deref()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .or_else(|| sniff_image_type(&bytes).map(str::to_string))
+        .or(served_type)
+        .unwrap_or_default();
+    if !content_type.starts_with("image/") {
+        return Err(ConnectorError::Rejected {
+            message: format!("image {number} is not an image (type '{content_type}')"),
+            status: None,
+        });
+    }
+    Ok(DownloadedImage {
+        bytes,
+        content_type,
+    })
+}
+
+/// The image type of `bytes` from their magic number (JPEG, PNG, GIF, WebP).
+pub fn sniff_image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// A fresh `multipart/form-data` boundary: `herald-` and 24 random letters
+/// and digits.
+pub fn multipart_boundary() -> String {
+    format!(
+        "herald-{}",
+        rand::distributions::DistString::sample_string(
+            &rand::distributions::Alphanumeric,
+            &mut rand::thread_rng(),
+            24
+        )
+    )
+}
+
+/// A `multipart/form-data` body with text fields and one file part
+/// (`name`, `filename`, `content_type`, `bytes`).
+pub fn multipart_body(
+    boundary: &str,
+    fields: &[(&str, &str)],
+    file: (&str, &str, &str, &[u8]),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(file.3.len() + 512);
+    for (name, value) in fields {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        out.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let (name, filename, content_type, bytes) = file;
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    out.extend_from_slice(
+        format!(
+            "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
 }
 
 #[cfg(test)]

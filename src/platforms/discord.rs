@@ -31,6 +31,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::connector::{clip, send_call};
 use super::{AccountSession, Connector, ConnectorError, Post, Published};
 
 /// Discord's epoch (2015-01-01T00:00:00Z), in Unix milliseconds.
@@ -226,21 +227,11 @@ impl Discord {
         request: reqwest::RequestBuilder,
         is_write: bool,
     ) -> Result<Reply, ConnectorError> {
-        let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
-            ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
-                message,
-                status: None,
-            },
-            other => other,
-        };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let limits = RateHeaders::parse(response.headers());
-        let bytes = response.bytes().await.map_err(failed)?;
+        let answer = send_call(request, is_write).await?;
         Ok(Reply {
-            status,
-            limits,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            status: answer.status,
+            limits: RateHeaders::parse(&answer.headers),
+            body: serde_json::from_slice(&answer.bytes).unwrap_or(Value::Null),
         })
     }
 
@@ -605,11 +596,7 @@ fn describe(reply: &Reply) -> String {
         text.push_str(": ");
         text.push_str(&details.join("; "));
     }
-    if text.chars().count() > MAX_MESSAGE {
-        text = text.chars().take(MAX_MESSAGE).collect();
-        text.push('…');
-    }
-    text
+    clip(&text, MAX_MESSAGE)
 }
 
 /// How long to wait after a 429: the body's `retry_after`, else

@@ -127,44 +127,20 @@ impl Facebook {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Reply, ConnectorError> {
-        let mut fields: Vec<(&str, &str)> = query.to_vec();
-        fields.push(("access_token", token));
-        let request = self.http.get(format!("{base}/{path}")).query(&fields);
-        graph::send(request, false).await
+        graph::get(&self.http, base, token, path, query).await
     }
 
     /// Read a list and the pages after it (`paging.next`), at most
-    /// [`MAX_PAGES`], stopping when `enough` says so.
+    /// [`MAX_PAGES`], stopping when `visit` says so.
     async fn list(
         &self,
         auth: &PageAuth,
         path: &str,
         query: &[(&str, &str)],
-        mut visit: impl FnMut(&Value) -> bool,
+        visit: impl FnMut(&Value) -> bool,
     ) -> Result<(), ConnectorError> {
-        let mut reply = self.get(&auth.base, &auth.token, path, query).await?;
-        for _ in 0..MAX_PAGES {
-            if !reply.ok() {
-                return Err(fail(&reply));
-            }
-            let items = reply.body.get("data").and_then(Value::as_array);
-            for item in items.into_iter().flatten() {
-                if visit(item) {
-                    return Ok(());
-                }
-            }
-            let next = reply
-                .body
-                .pointer("/paging/next")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let Some(next) = next.filter(|_| items.is_some_and(|i| !i.is_empty())) else {
-                return Ok(());
-            };
-            // `paging.next` already carries the token and every parameter.
-            reply = graph::send(self.http.get(next), false).await?;
-        }
-        Ok(())
+        let reply = self.get(&auth.base, &auth.token, path, query).await?;
+        graph::walk_pages(&self.http, reply, MAX_PAGES, fail, visit).await
     }
 
     /// The Page's post (or the comment on `root`) carrying `post.text`,
@@ -363,23 +339,9 @@ impl Connector for Facebook {
 
 impl OAuthNetwork for Facebook {
     fn oauth_app(&self) -> Option<OAuthApp> {
-        let (client_id, client_secret) = self.app.client()?;
         let api = graph::trim_base(&self.app.api_url);
-        Some(OAuthApp {
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
-            authorize_url: format!("{}/dialog/oauth", graph::trim_base(&self.app.auth_url)),
-            token_url: self
-                .app
-                .token_url
-                .clone()
-                .unwrap_or_else(|| format!("{api}/oauth/access_token")),
-            scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
-            pkce: false,
-            basic_auth: false,
-            comma_scopes: true,
-            token_via_get: true,
-        })
+        let token_url = format!("{api}/oauth/access_token");
+        graph::oauth_app(&self.app, &SCOPES, "dialog/oauth", token_url, true)
     }
 
     /// Exchange the short-lived user token for a long-lived one, then take
@@ -390,12 +352,7 @@ impl OAuthNetwork for Facebook {
         tokens: TokenSet,
         request: &ConnectRequest,
     ) -> Result<Connected, ConnectorError> {
-        let Some((client_id, client_secret)) = self.app.client() else {
-            return Err(ConnectorError::Rejected {
-                message: "the Facebook app's client id and secret are not configured".into(),
-                status: None,
-            });
-        };
+        let (client_id, client_secret) = graph::app_client(&self.app, NETWORK)?;
         let base = graph::trim_base(request.base_url.as_deref().unwrap_or(&self.app.api_url));
         let exchange = self.http.get(format!("{base}/oauth/access_token")).query(&[
             ("grant_type", "fb_exchange_token"),

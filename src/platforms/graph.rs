@@ -13,7 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::ConnectorError;
+use super::connector::{self, answered, id_text, send_call};
+use super::{ConnectorError, OAuthApp};
+use crate::config::NetworkApp;
 
 /// Wait when Meta throttles without saying for how long.
 pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(300);
@@ -191,11 +193,7 @@ impl Reply {
                 Value::Null => String::new(),
                 other => clip(&other.to_string()),
             };
-            return if text.is_empty() {
-                format!("{network} answered {}", self.status)
-            } else {
-                format!("{network} answered {}: {text}", self.status)
-            };
+            return answered(network, self.status, &text);
         };
         let code = match error.subcode {
             Some(sub) => format!("#{}/{sub}", error.code),
@@ -214,19 +212,11 @@ impl Reply {
 /// A string field of `value`; numbers are given as their decimal text
 /// (Graph ids are strings, but fakes and old versions send numbers).
 pub fn text_field(value: &Value, name: &str) -> Option<String> {
-    match value.get(name)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    id_text(value.get(name)?)
 }
 
 fn clip(text: &str) -> String {
-    let mut out: String = text.chars().take(MAX_MESSAGE).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
+    connector::clip(text, MAX_MESSAGE)
 }
 
 /// Send `request` and read the answer. A failure on the way is `Unknown`
@@ -235,17 +225,10 @@ pub async fn send(
     request: reqwest::RequestBuilder,
     is_write: bool,
 ) -> Result<Reply, ConnectorError> {
-    let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
-        ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
-            message,
-            status: None,
-        },
-        other => other,
-    };
-    let response = request.send().await.map_err(failed)?;
-    let status = response.status().as_u16();
-    let usage = Usage::parse(response.headers());
-    let bytes = response.bytes().await.map_err(failed)?;
+    let answer = send_call(request, is_write).await?;
+    let status = answer.status;
+    let usage = Usage::parse(&answer.headers);
+    let bytes = answer.bytes;
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let error = GraphError::parse(&body).or_else(|| {
         // A non-2xx answer without an envelope (a proxy's page): keep the status.
@@ -256,6 +239,89 @@ pub async fn send(
         body,
         error,
         usage,
+    })
+}
+
+/// `GET {base}/{path}` with `query` and the token as `access_token`: a read.
+pub async fn get(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Result<Reply, ConnectorError> {
+    let mut fields: Vec<(&str, &str)> = query.to_vec();
+    fields.push(("access_token", token));
+    send(http.get(format!("{base}/{path}")).query(&fields), false).await
+}
+
+/// Walk a Graph list from its first answer `reply` through the pages after
+/// it (`paging.next`), at most `max_pages`, stopping when `visit` says so. A
+/// failed page is classified by `fail`.
+pub async fn walk_pages(
+    http: &reqwest::Client,
+    mut reply: Reply,
+    max_pages: usize,
+    fail: impl Fn(&Reply) -> ConnectorError,
+    mut visit: impl FnMut(&Value) -> bool,
+) -> Result<(), ConnectorError> {
+    for _ in 0..max_pages {
+        if !reply.ok() {
+            return Err(fail(&reply));
+        }
+        let items = reply.body.get("data").and_then(Value::as_array);
+        for item in items.into_iter().flatten() {
+            if visit(item) {
+                return Ok(());
+            }
+        }
+        let next = reply
+            .body
+            .pointer("/paging/next")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(next) = next.filter(|_| items.is_some_and(|i| !i.is_empty())) else {
+            return Ok(());
+        };
+        // `paging.next` already carries the token and every parameter.
+        reply = send(http.get(next), false).await?;
+    }
+    Ok(())
+}
+
+/// The app's client id and secret, or `Rejected` naming `network`'s app.
+pub fn app_client<'a>(
+    app: &'a NetworkApp,
+    network: &str,
+) -> Result<(&'a str, &'a str), ConnectorError> {
+    app.client().ok_or_else(|| ConnectorError::Rejected {
+        message: format!("the {network} app's client id and secret are not configured"),
+        status: None,
+    })
+}
+
+/// The OAuth app of a Meta network (Facebook Login, Instagram Login,
+/// Threads): no PKCE, comma-joined scopes, the client secret in the body;
+/// the authorize page at `{auth_url}/{authorize_path}`, the token endpoint
+/// from the settings or else `default_token_url`.
+pub fn oauth_app(
+    app: &NetworkApp,
+    scopes: &[&str],
+    authorize_path: &str,
+    default_token_url: String,
+    token_via_get: bool,
+) -> Option<OAuthApp> {
+    let (client_id, client_secret) = app.client()?;
+    Some(OAuthApp {
+        client_id: client_id.to_string(),
+        client_secret: client_secret.to_string(),
+        authorize_url: format!("{}/{authorize_path}", trim_base(&app.auth_url)),
+        token_url: app.token_url.clone().unwrap_or(default_token_url),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        pkce: false,
+        basic_auth: false,
+        comma_scopes: true,
+        token_via_get,
     })
 }
 

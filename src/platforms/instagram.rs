@@ -194,13 +194,7 @@ impl Instagram {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Reply, ConnectorError> {
-        let mut fields: Vec<(&str, &str)> = query.to_vec();
-        fields.push(("access_token", &auth.token));
-        let request = self
-            .http
-            .get(format!("{}/{path}", auth.base))
-            .query(&fields);
-        graph::send(request, false).await
+        graph::get(&self.http, &auth.base, &auth.token, path, query).await
     }
 
     async fn post_json(
@@ -388,30 +382,10 @@ impl Instagram {
         auth: &Auth,
         path: &str,
         query: &[(&str, &str)],
-        mut visit: impl FnMut(&Value) -> bool,
+        visit: impl FnMut(&Value) -> bool,
     ) -> Result<(), ConnectorError> {
-        let mut reply = self.get(auth, path, query).await?;
-        for _ in 0..MAX_PAGES {
-            if !reply.ok() {
-                return Err(fail(&reply));
-            }
-            let items = reply.body.get("data").and_then(Value::as_array);
-            for item in items.into_iter().flatten() {
-                if visit(item) {
-                    return Ok(());
-                }
-            }
-            let next = reply
-                .body
-                .pointer("/paging/next")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let Some(next) = next.filter(|_| items.is_some_and(|i| !i.is_empty())) else {
-                return Ok(());
-            };
-            reply = graph::send(self.http.get(next), false).await?;
-        }
-        Ok(())
+        let reply = self.get(auth, path, query).await?;
+        graph::walk_pages(&self.http, reply, MAX_PAGES, fail, visit).await
     }
 
     /// The public address of a media (best effort).
@@ -788,22 +762,8 @@ impl Instagram {
 
 impl OAuthNetwork for Instagram {
     fn oauth_app(&self) -> Option<OAuthApp> {
-        let (client_id, client_secret) = self.app.client()?;
-        Some(OAuthApp {
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
-            authorize_url: format!("{}/oauth/authorize", graph::trim_base(&self.app.auth_url)),
-            token_url: self
-                .app
-                .token_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TOKEN_URL.into()),
-            scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
-            pkce: false,
-            basic_auth: false,
-            comma_scopes: true,
-            token_via_get: false,
-        })
+        let token_url = DEFAULT_TOKEN_URL.to_string();
+        graph::oauth_app(&self.app, &SCOPES, "oauth/authorize", token_url, false)
     }
 
     /// Exchange the short-lived token for a 60-day one, then read the
@@ -813,12 +773,7 @@ impl OAuthNetwork for Instagram {
         tokens: TokenSet,
         request: &ConnectRequest,
     ) -> Result<Connected, ConnectorError> {
-        let Some((_, client_secret)) = self.app.client() else {
-            return Err(ConnectorError::Rejected {
-                message: "the Instagram app's client id and secret are not configured".into(),
-                status: None,
-            });
-        };
+        let (_, client_secret) = graph::app_client(&self.app, NETWORK)?;
         let base = graph::trim_base(request.base_url.as_deref().unwrap_or(&self.app.api_url));
         let now = Utc::now();
         let exchange = self.http.get(format!("{base}/access_token")).query(&[

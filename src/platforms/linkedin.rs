@@ -31,7 +31,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use super::connector::retry_after_seconds;
+use super::connector::{answered, clip, retry_after_seconds, send_call, RawAnswer};
 use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published, ReplyTarget};
 use super::{ConnectRequest, Connected, OAuthApp, OAuthNetwork, TokenSet};
 use crate::config::NetworkApp;
@@ -134,17 +134,11 @@ impl Linkedin {
         request: reqwest::RequestBuilder,
         is_write: bool,
     ) -> Result<Reply, ConnectorError> {
-        let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
-            ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
-                message,
-                status: None,
-            },
-            other => other,
-        };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(failed)?;
+        let RawAnswer {
+            status,
+            headers,
+            bytes,
+        } = send_call(request, is_write).await?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Reply {
@@ -659,16 +653,12 @@ impl Reply {
     /// "LinkedIn answered 422 CODE: message", never longer than a few hundred characters.
     fn describe(&self) -> String {
         let full = self.message();
-        let mut message: String = full.chars().take(MAX_MESSAGE).collect();
-        if message.len() < full.len() {
-            message.push('…');
-        }
+        let message = clip(&full, MAX_MESSAGE);
         let code = self.code();
-        match (code.is_empty(), message.is_empty()) {
-            (true, true) => format!("LinkedIn answered {}", self.status),
-            (false, true) => format!("LinkedIn answered {} {code}", self.status),
-            (true, false) => format!("LinkedIn answered {}: {message}", self.status),
-            (false, false) => format!("LinkedIn answered {} {code}: {message}", self.status),
+        if code.is_empty() {
+            answered("LinkedIn", self.status, &message)
+        } else {
+            answered("LinkedIn", format!("{} {code}", self.status), &message)
         }
     }
 

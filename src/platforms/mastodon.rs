@@ -28,7 +28,8 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::connector::retry_after_seconds;
+use super::connector::{self, id_text, retry_after_seconds};
+pub use super::connector::{download_image, sniff_image_type, DownloadedImage};
 use super::{
     AccountSession, ConnectRequest, Connected, Connector, ConnectorError, Credentials, MediaItem,
     OAuthApp, Post, Published, TokenSet,
@@ -195,7 +196,7 @@ impl Mastodon {
         let me = self
             .get_json(target, "/api/v1/accounts/verify_credentials")
             .await?;
-        let account_id = id_of(&me["id"]).ok_or_else(|| ConnectorError::Transient {
+        let account_id = id_text(&me["id"]).ok_or_else(|| ConnectorError::Transient {
             message: "verify_credentials gave no account id".to_string(),
             status: None,
         })?;
@@ -230,7 +231,7 @@ impl Mastodon {
                     found = Some(status);
                 }
             }
-            match id_of(&last["id"]) {
+            match id_text(&last["id"]) {
                 Some(id) if max_id.as_deref() != Some(id.as_str()) => max_id = Some(id),
                 _ => return Ok(found.map(|s| s.published(None))),
             }
@@ -312,8 +313,8 @@ impl Connector for Mastodon {
             .bearer_auth(&target.token)
             .send()
             .await
-            .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
-        let (status, headers, body) = read(response).await.map_err(retryable)?;
+            .map_err(|e| ConnectorError::from_call(&e, false))?;
+        let (status, headers, body) = read(response).await.map_err(ConnectorError::retryable)?;
         match status.as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(classify(status, &headers, &body)),
@@ -326,7 +327,7 @@ impl Connector for Mastodon {
         self.get_json(&target, "/api/v1/accounts/verify_credentials")
             .await
             .map(|_| ())
-            .map_err(retryable)
+            .map_err(ConnectorError::retryable)
     }
 }
 
@@ -366,14 +367,7 @@ impl Mastodon {
         item: &MediaItem,
         number: usize,
     ) -> Result<String, ConnectorError> {
-        let boundary = format!(
-            "herald-{}",
-            rand::distributions::DistString::sample_string(
-                &rand::distributions::Alphanumeric,
-                &mut rand::thread_rng(),
-                24
-            )
-        );
+        let boundary = connector::multipart_boundary();
         let filename = format!("image-{number}.{}", extension_of(&image.content_type));
         let body = multipart_body(
             &boundary,
@@ -393,13 +387,13 @@ impl Mastodon {
             .body(body)
             .send()
             .await
-            .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
-        let (status, headers, body) = read(response).await.map_err(retryable)?;
+            .map_err(|e| ConnectorError::from_call(&e, false))?;
+        let (status, headers, body) = read(response).await.map_err(ConnectorError::retryable)?;
         if !status.is_success() {
             return Err(classify(status, &headers, &body));
         }
         let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let id = id_of(&json["id"]).ok_or_else(|| ConnectorError::Transient {
+        let id = id_text(&json["id"]).ok_or_else(|| ConnectorError::Transient {
             message: format!("Mastodon accepted image {number} but gave no attachment id"),
             status: Some(status.as_u16()),
         })?;
@@ -428,8 +422,9 @@ impl Mastodon {
                 .bearer_auth(&target.token)
                 .send()
                 .await
-                .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
-            let (status, headers, body) = read(response).await.map_err(retryable)?;
+                .map_err(|e| ConnectorError::from_call(&e, false))?;
+            let (status, headers, body) =
+                read(response).await.map_err(ConnectorError::retryable)?;
             if !status.is_success() {
                 return Err(classify(status, &headers, &body));
             }
@@ -477,139 +472,6 @@ fn status_form(post: &Post, media_ids: &[String]) -> Vec<(&'static str, String)>
     form
 }
 
-/// A read or an idempotent call (upload, delete, check) cannot have an
-/// unknown outcome that matters: trying again is safe.
-fn retryable(error: ConnectorError) -> ConnectorError {
-    match error {
-        ConnectorError::Unknown { message } => ConnectorError::Transient {
-            message,
-            status: None,
-        },
-        other => other,
-    }
-}
-
-/// An image fetched from its `MediaItem::url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownloadedImage {
-    pub bytes: Vec<u8>,
-    /// `image/jpeg`, …: the item's own type, else sniffed from the bytes,
-    /// else the server's `Content-Type`.
-    pub content_type: String,
-}
-
-/// Download image number `number` (1-based, for messages) of a post, at most
-/// `max_bytes` (more is `Rejected`: the network would refuse it). Failures
-/// name the image by number, never by URL (a signed URL may carry a token).
-/// Nothing is published by a download, so no failure is `Unknown`.
-pub async fn download_image(
-    http: &reqwest::Client,
-    item: &MediaItem,
-    number: usize,
-    max_bytes: usize,
-    network: &str,
-) -> Result<DownloadedImage, ConnectorError> {
-    let failed = |e: reqwest::Error| match ConnectorError::from_reqwest(&e) {
-        ConnectorError::Rejected { .. } => ConnectorError::Rejected {
-            message: format!("image {number} has an invalid URL"),
-            status: None,
-        },
-        other => ConnectorError::Transient {
-            message: format!(
-                "could not download image {number}: {}",
-                super::connector::describe_reqwest(&e)
-            ),
-            status: other.status(),
-        },
-    };
-    let too_big = |size: String| ConnectorError::Rejected {
-        message: format!(
-            "image {number} is {size} bytes: {network} accepts at most {max_bytes} bytes per image"
-        ),
-        status: None,
-    };
-    let mut response = http.get(&item.url).send().await.map_err(failed)?;
-    let status = response.status();
-    if !status.is_success() {
-        let message = format!(
-            "could not download image {number}: its address answered {}",
-            status.as_u16()
-        );
-        return Err(match status.as_u16() {
-            408 | 425 | 429 | 500..=599 => ConnectorError::Transient {
-                message,
-                status: None,
-            },
-            _ => ConnectorError::Rejected {
-                message,
-                status: None,
-            },
-        });
-    }
-    if let Some(length) = response.content_length() {
-        if length > max_bytes as u64 {
-            return Err(too_big(length.to_string()));
-        }
-    }
-    let served_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(failed)? {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() > max_bytes {
-            return Err(too_big(format!("more than {max_bytes}")));
-        }
-    }
-    if bytes.is_empty() {
-        return Err(ConnectorError::Rejected {
-            message: format!("image {number} is empty"),
-            status: None,
-        });
-    }
-    let content_type = item
-        .content_type
-        .as_deref()
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .or_else(|| sniff_image_type(&bytes).map(str::to_string))
-        .or(served_type)
-        .unwrap_or_default();
-    if !content_type.starts_with("image/") {
-        return Err(ConnectorError::Rejected {
-            message: format!("image {number} is not an image (type '{content_type}')"),
-            status: None,
-        });
-    }
-    Ok(DownloadedImage {
-        bytes,
-        content_type,
-    })
-}
-
-/// The image type of `bytes` from their magic number (JPEG, PNG, GIF, WebP).
-pub fn sniff_image_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
-}
-
 fn extension_of(content_type: &str) -> &'static str {
     match content_type {
         "image/jpeg" => "jpg",
@@ -628,24 +490,11 @@ fn multipart_body(
     content_type: &str,
     bytes: &[u8],
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(bytes.len() + 512);
-    if let Some(description) = description {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n")
-                .as_bytes(),
-        );
-        body.extend_from_slice(description.as_bytes());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    body
+    let fields: Vec<(&str, &str)> = description
+        .map(|d| ("description", d))
+        .into_iter()
+        .collect();
+    connector::multipart_body(boundary, &fields, ("file", filename, content_type, bytes))
 }
 
 /// The parts of a Mastodon Status Herald uses.
@@ -660,7 +509,7 @@ impl RemoteStatus {
     fn from_json(json: &Value) -> Option<Self> {
         let text = |name: &str| json[name].as_str().map(str::to_string);
         Some(Self {
-            id: id_of(&json["id"])?,
+            id: id_text(&json["id"])?,
             url: text("url").or_else(|| text("uri")),
             created_at: json["created_at"]
                 .as_str()
@@ -676,15 +525,6 @@ impl RemoteStatus {
             remote_url: self.url,
             pause_until,
         }
-    }
-}
-
-/// Ids are strings in Mastodon's API; accept a number from a lenient fork.
-fn id_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -966,8 +806,8 @@ impl Mastodon {
             .form(&form)
             .send()
             .await
-            .map_err(|e| retryable(ConnectorError::from_reqwest(&e)))?;
-        let (status, headers, body) = read(response).await.map_err(retryable)?;
+            .map_err(|e| ConnectorError::from_call(&e, false))?;
+        let (status, headers, body) = read(response).await.map_err(ConnectorError::retryable)?;
         if !status.is_success() {
             return Err(match status.as_u16() {
                 // No token is involved: a 401/403 here is the instance refusing apps.
@@ -1054,7 +894,7 @@ impl Mastodon {
         let me = self
             .get_json(&target, "/api/v1/accounts/verify_credentials")
             .await
-            .map_err(retryable)?;
+            .map_err(ConnectorError::retryable)?;
         let username = me["username"]
             .as_str()
             .filter(|u| !u.is_empty())

@@ -34,6 +34,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::connector::{answered, clip, send_call};
 use super::{AccountSession, Connector, ConnectorError, Post, Published};
 
 /// Longest `sendPhoto` caption, in UTF-16 code units.
@@ -89,15 +90,8 @@ pub struct ApiError {
 impl ApiError {
     /// "Telegram answered 400: Bad Request: message is too long".
     fn describe(&self) -> String {
-        let mut text: String = self.description.trim().chars().take(MAX_MESSAGE).collect();
-        if text.len() < self.description.trim().len() {
-            text.push('…');
-        }
-        if text.is_empty() {
-            format!("Telegram answered {}", self.code)
-        } else {
-            format!("Telegram answered {}: {text}", self.code)
-        }
+        let text = clip(self.description.trim(), MAX_MESSAGE);
+        answered("Telegram", self.code, &text)
     }
 
     fn says(&self, needle: &str) -> bool {
@@ -152,23 +146,12 @@ impl Telegram {
         body: &Value,
         is_write: bool,
     ) -> Result<Answer, ConnectorError> {
-        let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
-            ConnectorError::Unknown { message } if !is_write => ConnectorError::Transient {
-                message,
-                status: None,
-            },
-            other => other,
-        };
-        let response = self
+        let request = self
             .http
             .post(format!("{}/bot{}/{method}", bot.base, bot.token))
-            .json(body)
-            .send()
-            .await
-            .map_err(failed)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(failed)?;
-        Ok(parse_answer(status, &bytes))
+            .json(body);
+        let answer = send_call(request, is_write).await?;
+        Ok(parse_answer(answer.status, &answer.bytes))
     }
 
     /// Send `post` to `bot.chat_id`; on a group-to-supergroup migration,

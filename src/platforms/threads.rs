@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
+use super::connector::{answered, clip, id_text, send_call};
+use super::graph;
 use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published};
 use super::{ConnectRequest, Connected, OAuthApp, OAuthNetwork, TokenSet};
 use crate::config::NetworkApp;
@@ -215,19 +217,17 @@ impl Answer {
     }
 
     fn str_field(&self, name: &str) -> Option<String> {
-        str_of(self.body.get(name)?)
+        id_text(self.body.get(name)?)
     }
 
     fn error(&self) -> GraphError {
         GraphError::from_body(self.status, &self.body)
     }
-}
 
-fn str_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    /// The failure this answer means (no quota lookup), without `secret`.
+    fn failure(&self, secret: Option<&str>) -> ConnectorError {
+        let error = self.error();
+        simple_error(&error, classify(&error), &self.usage, secret)
     }
 }
 
@@ -285,10 +285,7 @@ impl GraphError {
 
     /// "Threads answered 400 (code 100/33): …", without any token.
     fn describe(&self, secret: Option<&str>) -> String {
-        let mut message: String = self.message.chars().take(MAX_MESSAGE).collect();
-        if message.len() < self.message.len() {
-            message.push('…');
-        }
+        let mut message = clip(&self.message, MAX_MESSAGE);
         if let Some(secret) = secret.filter(|s| s.len() >= 8) {
             message = message.replace(secret, "***");
         }
@@ -297,11 +294,7 @@ impl GraphError {
             (Some(c), None) => format!(" (code {c})"),
             _ => String::new(),
         };
-        if message.is_empty() {
-            format!("Threads answered {}{code}", self.status)
-        } else {
-            format!("Threads answered {}{code}: {message}", self.status)
-        }
+        answered("Threads", format!("{}{code}", self.status), &message)
     }
 
     fn is_gone(&self) -> bool {
@@ -417,29 +410,20 @@ fn endpoint(
     Ok(url)
 }
 
-/// Threads timestamps: `2024-07-07T20:15:00+0000`, or RFC 3339.
+/// Threads timestamps: Graph's (`2024-07-07T20:15:00+0000`, or RFC 3339),
+/// or Unix seconds.
 fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    let value = value.trim();
-    DateTime::parse_from_rfc3339(value)
-        .or_else(|_| DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%z"))
-        .or_else(|_| DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            value
-                .parse::<i64>()
-                .ok()
-                .and_then(|s| DateTime::from_timestamp(s, 0))
-        })
+    graph::parse_time(value).or_else(|| {
+        value
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+    })
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// Text as Threads may store it: outer whitespace trimmed, `\r\n` as `\n`.
-fn normalize(text: &str) -> String {
-    text.replace("\r\n", "\n").trim().to_string()
 }
 
 /// The container's parameters for one part.
@@ -526,17 +510,16 @@ fn read_quota(body: &Value, replies: bool) -> Option<(u64, u64, Duration)> {
 
 /// Find `post` among listed items (`data` of `/threads` or `/replies`).
 fn find_in_page(items: &[Value], post: &Post) -> Option<(String, Option<String>)> {
-    let wanted = normalize(&post.text);
     let parent = post.reply_to.as_ref().map(|r| r.parent_id.as_str());
     items.iter().find_map(|item| {
-        let id = item.get("id").and_then(str_of)?;
+        let id = item.get("id").and_then(id_text)?;
         let text = item.get("text").and_then(Value::as_str).unwrap_or_default();
-        if normalize(text) != wanted {
+        if !graph::same_text(text, &post.text) {
             return None;
         }
         let replied_to = item
             .get("replied_to")
-            .and_then(|r| r.get("id").and_then(str_of).or_else(|| str_of(r)));
+            .and_then(|r| r.get("id").and_then(id_text).or_else(|| id_text(r)));
         match (parent, replied_to.as_deref()) {
             (Some(want), Some(got)) if want != got => return None,
             (None, Some(_)) => return None,
@@ -567,19 +550,10 @@ impl Threads {
         request: reqwest::RequestBuilder,
         effect: Effect,
     ) -> Result<Answer, ConnectorError> {
-        let failed = |error: reqwest::Error| match ConnectorError::from_reqwest(&error) {
-            ConnectorError::Unknown { message } if effect == Effect::Safe => {
-                ConnectorError::Transient {
-                    message,
-                    status: None,
-                }
-            }
-            other => other,
-        };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let usage = Usage::parse(response.headers());
-        let bytes = response.bytes().await.map_err(failed)?;
+        let answer = send_call(request, effect == Effect::Publish).await?;
+        let status = answer.status;
+        let usage = Usage::parse(&answer.headers);
+        let bytes = answer.bytes;
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             let text = String::from_utf8_lossy(&bytes);
             let excerpt: String = text.chars().take(MAX_MESSAGE).collect();
@@ -703,13 +677,7 @@ impl Threads {
             )
             .await?;
         if !answer.ok() {
-            let error = answer.error();
-            return Err(simple_error(
-                &error,
-                classify(&error),
-                &answer.usage,
-                Some(&token),
-            ));
+            return Err(answer.failure(Some(&token)));
         }
         let expires = store_long_lived(credentials, &answer.body, now)?;
         Ok(Some(expires))
@@ -762,13 +730,7 @@ impl Threads {
             )
             .await?;
         if !answer.ok() {
-            let error = answer.error();
-            return Err(simple_error(
-                &error,
-                classify(&error),
-                &answer.usage,
-                Some(&auth.token),
-            ));
+            return Err(answer.failure(Some(&auth.token)));
         }
         let text = |name: &str| answer.str_field(name).unwrap_or_default();
         // `status_code` is Instagram's name for it; accept both.
@@ -979,13 +941,7 @@ impl Threads {
                 .get(base, &[VERSION, &auth.user_id, edge], &query, &auth.token)
                 .await?;
             if !answer.ok() {
-                let error = answer.error();
-                return Err(simple_error(
-                    &error,
-                    classify(&error),
-                    &answer.usage,
-                    Some(&auth.token),
-                ));
+                return Err(answer.failure(Some(&auth.token)));
             }
             let page = answer
                 .body
@@ -1000,7 +956,7 @@ impl Threads {
             after = paging
                 .and_then(|p| p.get("cursors"))
                 .and_then(|c| c.get("after"))
-                .and_then(str_of);
+                .and_then(id_text);
             if empty || !has_next || after.is_none() {
                 break;
             }
@@ -1251,13 +1207,7 @@ impl Connector for Threads {
             )
             .await?;
         if !answer.ok() {
-            let error = answer.error();
-            return Err(simple_error(
-                &error,
-                classify(&error),
-                &answer.usage,
-                Some(&auth.token),
-            ));
+            return Err(answer.failure(Some(&auth.token)));
         }
         if let Some(username) = answer.str_field("username") {
             account.credentials.lock().await.set(USERNAME, username);
@@ -1278,24 +1228,9 @@ impl Connector for Threads {
 
 impl OAuthNetwork for Threads {
     fn oauth_app(&self) -> Option<OAuthApp> {
-        let (client_id, client_secret) = self.app.client()?;
-        let api = self.app.api_url.trim_end_matches('/');
-        let auth = self.app.auth_url.trim_end_matches('/');
-        Some(OAuthApp {
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
-            authorize_url: format!("{auth}/oauth/authorize"),
-            token_url: self
-                .app
-                .token_url
-                .clone()
-                .unwrap_or_else(|| format!("{api}/oauth/access_token")),
-            scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
-            pkce: false,
-            basic_auth: false,
-            comma_scopes: true,
-            token_via_get: false,
-        })
+        let api = graph::trim_base(&self.app.api_url);
+        let token_url = format!("{api}/oauth/access_token");
+        graph::oauth_app(&self.app, &SCOPES, "oauth/authorize", token_url, false)
     }
 
     async fn connect(
@@ -1331,8 +1266,7 @@ impl OAuthNetwork for Threads {
             )
             .await?;
         if !answer.ok() {
-            let error = answer.error();
-            let mut failure = simple_error(&error, classify(&error), &answer.usage, Some(&short));
+            let mut failure = answer.failure(Some(&short));
             if let ConnectorError::AuthRevoked { message, status } = failure {
                 failure = ConnectorError::Rejected { message, status };
             }
@@ -1354,13 +1288,7 @@ impl OAuthNetwork for Threads {
             )
             .await?;
         if !me.ok() {
-            let error = me.error();
-            return Err(simple_error(
-                &error,
-                classify(&error),
-                &me.usage,
-                Some(&token),
-            ));
+            return Err(me.failure(Some(&token)));
         }
         let user_id = me
             .str_field("id")

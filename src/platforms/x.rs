@@ -28,7 +28,11 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use unicode_normalization::UnicodeNormalization;
 
-use super::connector::retry_after_seconds;
+use super::connector::{
+    answered, clip, found_or_rejected, id_text, media_type, multipart_boundary, reset_instant,
+    retry_after_seconds, send_call, wait_for_reset, DownloadedImage,
+};
+pub use super::connector::{multipart_body, sniff_image_type};
 use super::text::web_link_ranges;
 use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published};
 use super::{ConnectRequest, Connected, OAuthApp, OAuthNetwork, TokenSet};
@@ -138,15 +142,7 @@ struct Reply {
 impl Reply {
     /// "X answered 403: You are not allowed …", never longer than a few hundred characters.
     fn describe(&self) -> String {
-        let mut message: String = self.message.chars().take(MAX_MESSAGE).collect();
-        if message.len() < self.message.len() {
-            message.push('…');
-        }
-        if message.is_empty() {
-            format!("X answered {}", self.status)
-        } else {
-            format!("X answered {}: {message}", self.status)
-        }
+        answered("X", self.status, &clip(&self.message, MAX_MESSAGE))
     }
 
     fn is_duplicate(&self) -> bool {
@@ -245,27 +241,13 @@ impl RateHeaders {
     /// (else `x-rate-limit-reset`), at least a second; else `Retry-After`;
     /// else a minute.
     fn retry_after(&self, now: DateTime<Utc>) -> Duration {
-        if let Some(reset) = self.spent_until().or(self.reset) {
-            let wait = (reset - now).num_milliseconds().max(0) as u64;
-            return Duration::from_millis(wait).max(Duration::from_secs(1));
-        }
-        self.retry_after
-            .map_or(DEFAULT_RETRY_AFTER, |d| d.max(Duration::from_secs(1)))
+        wait_for_reset(
+            self.spent_until().or(self.reset),
+            self.retry_after,
+            now,
+            DEFAULT_RETRY_AFTER,
+        )
     }
-}
-
-/// `x-rate-limit-reset`: Unix epoch seconds. A small value is read as
-/// seconds from now, so a proxy that sends a delta does not become a wait of zero.
-fn reset_instant(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let seconds = value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)?;
-    if seconds < 1_000_000_000.0 {
-        return now.checked_add_signed(chrono::Duration::milliseconds((seconds * 1000.0) as i64));
-    }
-    DateTime::from_timestamp(seconds.ceil() as i64, 0)
 }
 
 /// Classify an answer that is not a success. A 401 that reaches this point
@@ -285,17 +267,6 @@ fn classify(reply: &Reply, now: DateTime<Utc>) -> ConnectorError {
         },
         408 | 500..=599 => ConnectorError::Transient { message, status },
         _ => ConnectorError::Rejected { message, status },
-    }
-}
-
-/// A lookup or upload changes nothing visible: whatever it hit can be tried again.
-fn harmless(error: ConnectorError) -> ConnectorError {
-    match error {
-        ConnectorError::Unknown { message } => ConnectorError::Transient {
-            message,
-            status: None,
-        },
-        other => other,
     }
 }
 
@@ -473,18 +444,10 @@ impl X {
         request: reqwest::RequestBuilder,
         write: bool,
     ) -> Result<Reply, ConnectorError> {
-        let failed = |error: reqwest::Error| {
-            let error = ConnectorError::from_reqwest(&error);
-            if write {
-                error
-            } else {
-                harmless(error)
-            }
-        };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let limits = RateHeaders::parse(response.headers(), Utc::now());
-        let bytes = response.bytes().await.map_err(failed)?;
+        let answer = send_call(request, write).await?;
+        let status = answer.status;
+        let limits = RateHeaders::parse(&answer.headers, Utc::now());
+        let bytes = answer.bytes;
         let raw = String::from_utf8_lossy(&bytes);
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let message = if (200..300).contains(&status) {
@@ -553,18 +516,9 @@ impl X {
 
 fn user_of(body: &Value) -> Option<(String, String)> {
     let data = body.get("data")?;
-    let id = id_of(data.get("id")?)?;
+    let id = id_text(data.get("id")?)?;
     let username = data.get("username")?.as_str()?.to_string();
     Some((id, username))
-}
-
-/// Ids are strings in API v2; accept a number from a lenient server.
-fn id_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// `https://x.com/{username}/status/{id}` (`i` when the username is unknown).
@@ -595,58 +549,9 @@ pub fn tweet_body(text: &str, in_reply_to: Option<&str>, media_ids: &[String]) -
     body
 }
 
-/// An image downloaded for upload.
-struct Image {
-    bytes: Vec<u8>,
-    content_type: String,
-}
-
-/// The image type from the first bytes (JPEG, PNG, GIF, WebP).
-pub fn sniff_image_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
-}
-
-/// A `multipart/form-data` body with text fields and one file part.
-pub fn multipart_body(
-    boundary: &str,
-    fields: &[(&str, &str)],
-    file: (&str, &str, &str, &[u8]),
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(file.3.len() + 512);
-    for (name, value) in fields {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        out.extend_from_slice(
-            format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-        );
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let (name, filename, content_type, bytes) = file;
-    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-    out.extend_from_slice(
-        format!(
-            "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    out
-}
-
 impl X {
     /// Download one image with the shared client.
-    async fn download(&self, url: &str) -> Result<Image, ConnectorError> {
+    async fn download(&self, url: &str) -> Result<DownloadedImage, ConnectorError> {
         let parsed = url::Url::parse(url).map_err(|_| ConnectorError::Rejected {
             message: "an image URL is not a valid URL".into(),
             status: None,
@@ -657,19 +562,9 @@ impl X {
             .get(parsed)
             .send()
             .await
-            .map_err(|e| harmless(ConnectorError::from_reqwest(&e)))?;
+            .map_err(|e| ConnectorError::from_call(&e, false))?;
         let status = response.status().as_u16();
-        let header_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+        let header_type = media_type(response.headers());
         if !(200..300).contains(&status) {
             let message = format!("downloading an image from {host} answered {status}");
             return Err(if status == 408 || status == 429 || status >= 500 {
@@ -687,7 +582,7 @@ impl X {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| harmless(ConnectorError::from_reqwest(&e)))?;
+            .map_err(|e| ConnectorError::from_call(&e, false))?;
         if bytes.len() > MAX_IMAGE_BYTES {
             return Err(ConnectorError::Rejected {
                 message: format!(
@@ -706,7 +601,7 @@ impl X {
                 ),
                 status: None,
             })?;
-        Ok(Image {
+        Ok(DownloadedImage {
             bytes: bytes.to_vec(),
             content_type,
         })
@@ -737,14 +632,7 @@ impl X {
                     image.content_type = declared.to_string();
                 }
             }
-            let boundary = format!(
-                "herald-{}",
-                rand::distributions::DistString::sample_string(
-                    &rand::distributions::Alphanumeric,
-                    &mut rand::thread_rng(),
-                    24
-                )
-            );
+            let boundary = multipart_boundary();
             let extension = image.content_type.trim_start_matches("image/").to_string();
             let filename = format!("image{index}.{extension}");
             let body = multipart_body(
@@ -766,12 +654,12 @@ impl X {
                 })
                 .await?;
             if !(200..300).contains(&reply.status) {
-                return Err(harmless(classify(&reply, Utc::now())));
+                return Err(classify(&reply, Utc::now()).retryable());
             }
             let data = &reply.body["data"];
-            let id = id_of(&data["id"])
-                .or_else(|| id_of(&reply.body["media_id_string"]))
-                .or_else(|| id_of(&data["media_id_string"]))
+            let id = id_text(&data["id"])
+                .or_else(|| id_text(&reply.body["media_id_string"]))
+                .or_else(|| id_text(&data["media_id_string"]))
                 .ok_or_else(|| ConnectorError::Transient {
                     message: "X answered the media upload without a media id".into(),
                     status: Some(reply.status),
@@ -807,7 +695,7 @@ impl X {
         if (200..300).contains(&reply.status) {
             return Ok(());
         }
-        match harmless(classify(&reply, Utc::now())) {
+        match classify(&reply, Utc::now()).retryable() {
             ConnectorError::Rejected { message, .. } => {
                 tracing::warn!(%message, "X refused an image's alt text; posting without it");
                 Ok(())
@@ -904,7 +792,7 @@ fn replied_to(tweet: &Value) -> Option<String> {
         .iter()
         .find(|r| r.get("type").and_then(Value::as_str) == Some("replied_to"))
         .and_then(|r| r.get("id"))
-        .and_then(id_of)
+        .and_then(id_text)
 }
 
 impl X {
@@ -918,7 +806,10 @@ impl X {
         post: &Post,
     ) -> Result<Option<Published>, ConnectorError> {
         let auth = self.auth(account, base).await?;
-        let (user_id, username) = self.user(account, base, &auth).await.map_err(harmless)?;
+        let (user_id, username) = self
+            .user(account, base, &auth)
+            .await
+            .map_err(ConnectorError::retryable)?;
         if !valid_id(&user_id) {
             return Err(ConnectorError::AuthRevoked {
                 message: "the account's user_id is not an X user id: reconnect it".into(),
@@ -952,11 +843,11 @@ impl X {
                 })
                 .await?;
             if reply.status != 200 {
-                return Err(harmless(classify(&reply, Utc::now())));
+                return Err(classify(&reply, Utc::now()).retryable());
             }
             let tweets = reply.body["data"].as_array().cloned().unwrap_or_default();
             for tweet in &tweets {
-                let Some(id) = tweet.get("id").and_then(id_of) else {
+                let Some(id) = tweet.get("id").and_then(id_text) else {
                     continue;
                 };
                 let text = tweet.get("text").and_then(Value::as_str).unwrap_or("");
@@ -1011,7 +902,7 @@ impl Connector for X {
         let (reply, auth) = self.create_tweet(account, &base, post, &media_ids).await?;
         if (200..300).contains(&reply.status) {
             let data = &reply.body["data"];
-            let id = id_of(&data["id"]).ok_or_else(|| ConnectorError::Unknown {
+            let id = id_text(&data["id"]).ok_or_else(|| ConnectorError::Unknown {
                 message: format!("X answered {} without a post id", reply.status),
             })?;
             return Ok(Published {
@@ -1023,13 +914,8 @@ impl Connector for X {
         if reply.is_duplicate() {
             // X refuses the same text twice: after an attempt whose outcome
             // was unknown, that attempt most likely went out. Find it.
-            return match self.find(account, &base, post).await? {
-                Some(existing) => Ok(existing),
-                None => Err(ConnectorError::Rejected {
-                    message: reply.describe(),
-                    status: Some(reply.status),
-                }),
-            };
+            let found = self.find(account, &base, post).await?;
+            return found_or_rejected(found, reply.describe(), reply.status);
         }
         Err(classify(&reply, Utc::now()))
     }

@@ -2,7 +2,6 @@
 //! on both expired-token forms, fallback to one login), classification of
 //! failures, record contents, and reconciliation by record key.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -11,9 +10,9 @@ use futures_util::future::join_all;
 use herald::fakes::bluesky::{FakeBluesky, RateLimit, RateLimits};
 use herald::platforms::bluesky::Bluesky;
 use herald::platforms::connector::tid;
-use herald::platforms::{
-    AccountSession, Connector, ConnectorError, Credentials, MediaItem, Platform, Post, ReplyTarget,
-};
+use herald::platforms::{AccountSession, Connector, ConnectorError, Platform, Post};
+
+use crate::kit::{self, image};
 
 const HANDLE: &str = "city.bsky.social";
 const PASSWORD: &str = "abcd-efgh-ijkl-mnop";
@@ -25,34 +24,22 @@ fn connector() -> Bluesky {
 }
 
 fn account(fake: &FakeBluesky, handle: &str, password: &str) -> AccountSession {
-    let credentials = Credentials::new(BTreeMap::from([
-        ("identifier".to_string(), handle.to_string()),
-        ("app_password".to_string(), password.to_string()),
-    ]));
-    AccountSession::new(
-        "acct-1",
+    kit::session(
         Platform::Bluesky,
-        handle,
         Some(&fake.base_url()),
-        credentials,
+        &[("identifier", handle), ("app_password", password)],
     )
 }
 
+/// A fresh record key: Bluesky takes a TID as the idempotency key.
+fn next_tid() -> String {
+    tid(Utc::now(), CLOCK.fetch_add(1, Ordering::Relaxed) % 1024)
+}
+
 fn post(text: &str) -> Post {
-    let now = Utc::now();
     Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: uuid::Uuid::now_v7().to_string(),
-        statement_version: 1,
-        title: "Flood warning".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        language: Some("en".into()),
-        planned_at: now,
-        idempotency_key: tid(now, CLOCK.fetch_add(1, Ordering::Relaxed) % 1024),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
+        idempotency_key: next_tid(),
+        ..kit::post(text)
     }
 }
 
@@ -374,20 +361,12 @@ async fn bluesky_a_429_is_rate_limited_until_the_reset() {
         .publish(&account, &post("Slow down"))
         .await
         .unwrap_err();
-    match error {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert!(
-                (Duration::from_secs(118)..=Duration::from_secs(121)).contains(&retry_after),
-                "{retry_after:?}"
-            );
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let (retry_after, status, _) = kit::rate_limited(&error);
+    assert_eq!(status, Some(429));
+    assert!(
+        (Duration::from_secs(118)..=Duration::from_secs(121)).contains(&retry_after),
+        "{retry_after:?}"
+    );
     assert!(fake.posts().is_empty());
 }
 
@@ -614,21 +593,19 @@ async fn bluesky_fake_allows_30_logins_per_five_minutes() {
     assert!(free.headers().get("ratelimit-limit").is_none());
 }
 
-fn part(text: &str, root: Option<&str>, parent: Option<&str>, n: usize) -> Post {
-    let mut p = post(text);
-    p.part = n;
-    p.reply_to = parent.map(|parent| ReplyTarget {
-        root_id: root.unwrap_or(parent).to_string(),
-        parent_id: parent.to_string(),
-    });
-    p
+/// Part `n` of a thread, answering `(root, parent)`.
+fn part(text: &str, n: usize, reply_to: Option<(&str, &str)>) -> Post {
+    Post {
+        idempotency_key: next_tid(),
+        ..kit::thread_part(text, n, reply_to)
+    }
 }
 
 #[tokio::test]
 async fn bluesky_a_thread_of_three_parts_carries_root_and_parent_strong_refs() {
     let (fake, account) = setup().await;
     let first = connector()
-        .publish(&account, &part("1/3 Flood warning", None, None, 0))
+        .publish(&account, &part("1/3 Flood warning", 0, None))
         .await
         .unwrap();
     let second = connector()
@@ -636,9 +613,8 @@ async fn bluesky_a_thread_of_three_parts_carries_root_and_parent_strong_refs() {
             &account,
             &part(
                 "2/3 Roads closed",
-                Some(&first.remote_id),
-                Some(&first.remote_id),
                 1,
+                Some((&first.remote_id, &first.remote_id)),
             ),
         )
         .await
@@ -648,9 +624,8 @@ async fn bluesky_a_thread_of_three_parts_carries_root_and_parent_strong_refs() {
             &account,
             &part(
                 "3/3 Shelters open",
-                Some(&first.remote_id),
-                Some(&second.remote_id),
                 2,
+                Some((&first.remote_id, &second.remote_id)),
             ),
         )
         .await
@@ -689,20 +664,11 @@ async fn bluesky_a_thread_of_three_parts_carries_root_and_parent_strong_refs() {
     let error = connector()
         .publish(
             &account,
-            &part("4/3", Some(&first.remote_id), Some(&third.remote_id), 3),
+            &part("4/3", 3, Some((&first.remote_id, &third.remote_id))),
         )
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("no longer exists"), "{error}");
-}
-
-fn image(url: String, alt: Option<&str>) -> MediaItem {
-    MediaItem {
-        url,
-        alt: alt.map(str::to_string),
-        content_type: None,
-    }
+    kit::assert_error(&error, "rejected", "no longer exists");
 }
 
 #[tokio::test]
@@ -744,8 +710,7 @@ async fn bluesky_images_over_the_limits_are_rejected_before_anything_is_posted()
     let mut five = post("too many");
     five.media = (0..5).map(|_| image(fake.image_url(), None)).collect();
     let error = connector().publish(&account, &five).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("at most 4"), "{error}");
+    kit::assert_error(&error, "rejected", "at most 4");
     assert!(fake.posts().is_empty());
     assert_eq!(fake.blobs_uploaded(), 0);
 }

@@ -5,42 +5,17 @@ use std::time::Duration;
 use chrono::Utc;
 use herald::fakes::discord::{Bucket, FakeDiscord, FakeDiscordConfig, FakeWebhook};
 use herald::platforms::discord::Discord;
-use herald::platforms::{
-    AccountSession, Connector, ConnectorError, Credentials, MediaItem, Platform, Post, ReplyTarget,
-};
+use herald::platforms::{AccountSession, Connector, ConnectorError, MediaItem, Platform};
+
+use crate::kit::{self, post};
 
 fn session(hook: &FakeWebhook, bot: Option<(&str, Option<&str>)>) -> AccountSession {
-    let mut values = vec![("webhook_url".to_string(), hook.url.clone())];
+    let mut values = vec![("webhook_url", hook.url.as_str())];
     if let Some((token, channel)) = bot {
-        values.push(("bot_token".to_string(), token.to_string()));
-        if let Some(channel) = channel {
-            values.push(("channel_id".to_string(), channel.to_string()));
-        }
+        values.push(("bot_token", token));
+        values.extend(channel.map(|channel| ("channel_id", channel)));
     }
-    AccountSession::new(
-        "acc-dc",
-        Platform::Discord,
-        "Kettle Co #alerts",
-        None,
-        Credentials::new(values.into_iter().collect()),
-    )
-}
-
-fn post(text: &str) -> Post {
-    let now = Utc::now();
-    Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
-    }
+    kit::session(Platform::Discord, None, &values)
 }
 
 fn connector(fake: &FakeDiscord) -> Discord {
@@ -103,41 +78,10 @@ async fn a_thread_is_a_sequence_of_messages_and_reply_to_is_ignored() {
     let fake = FakeDiscord::start().await;
     let hook = fake.add_webhook("Kettle Co");
     let account = session(&hook, None);
-    let mut ids: Vec<String> = Vec::new();
-    for (part, text) in [
-        "1/3 Boil water notice.",
-        "2/3 Area: north.",
-        "3/3 Until Friday.",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut p = post(text);
-        p.part = part;
-        if let Some(parent) = ids.last() {
-            p.reply_to = Some(ReplyTarget {
-                root_id: ids[0].clone(),
-                parent_id: parent.clone(),
-            });
-        }
-        ids.push(
-            connector(&fake)
-                .publish(&account, &p)
-                .await
-                .unwrap()
-                .remote_id,
-        );
-    }
+    let ids = kit::publish_thread(&connector(&fake), &account, &kit::THREAD).await;
     let messages = fake.messages();
     let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-    assert_eq!(
-        contents,
-        [
-            "1/3 Boil water notice.",
-            "2/3 Area: north.",
-            "3/3 Until Friday."
-        ]
-    );
+    assert_eq!(contents, kit::THREAD);
     let stored: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(stored, ids.iter().map(String::as_str).collect::<Vec<_>>());
 }
@@ -212,18 +156,10 @@ async fn a_deleted_webhook_or_a_reset_token_means_reconnect_and_the_url_never_le
 #[tokio::test]
 async fn a_webhook_url_that_is_not_one_is_refused_without_quoting_it() {
     let fake = FakeDiscord::start().await;
-    let account = AccountSession::new(
-        "acc-dc",
+    let account = kit::session(
         Platform::Discord,
-        "x",
         None,
-        Credentials::new(
-            [(
-                "webhook_url".to_string(),
-                "https://example.org/hooks/secret-value".to_string(),
-            )]
-            .into(),
-        ),
+        &[("webhook_url", "https://example.org/hooks/secret-value")],
     );
     let error = connector(&fake)
         .publish(&account, &post("hi"))
@@ -251,18 +187,10 @@ async fn a_429_waits_the_bodys_retry_after_and_a_spent_bucket_pauses_the_account
         .publish(&account, &post("one"))
         .await
         .unwrap_err();
-    match injected {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            message,
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Duration::from_millis(1500));
-            assert!(message.contains("You are being rate limited."), "{message}");
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let (retry_after, status, message) = kit::rate_limited(&injected);
+    assert_eq!(status, Some(429));
+    assert_eq!(retry_after, Duration::from_millis(1500));
+    assert!(message.contains("You are being rate limited."), "{message}");
 
     let first = connector(&fake)
         .publish(&account, &post("one"))
@@ -314,11 +242,7 @@ async fn validation_permission_and_server_errors_are_classified() {
         .publish(&account, &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(denied.class(), "rejected");
-    assert!(
-        denied.to_string().contains("50013 Missing Permissions"),
-        "{denied}"
-    );
+    kit::assert_error(&denied, "rejected", "50013 Missing Permissions");
 
     fake.fail_next(1, 502);
     let down = connector(&fake)
@@ -404,18 +328,13 @@ async fn without_a_bot_the_outcome_stays_unknown_and_a_bad_bot_token_is_explaine
         .reconcile(&session(&hook, None), &p)
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "unknown");
-    assert!(
-        error.to_string().contains("cannot read messages back"),
-        "{error}"
-    );
+    kit::assert_error(&error, "unknown", "cannot read messages back");
 
     let revoked = fake.add_bot();
     fake.revoke_bot(&revoked);
     let account = session(&hook, Some((&revoked, Some(&hook.channel_id))));
     let error = connector(&fake).reconcile(&account, &p).await.unwrap_err();
-    assert_eq!(error.class(), "unknown");
-    assert!(error.to_string().contains("bot_token"), "{error}");
+    kit::assert_error(&error, "unknown", "bot_token");
     assert!(!error.to_string().contains(&revoked));
     assert_eq!(fake.execute_requests(), 0);
 }
@@ -469,8 +388,7 @@ async fn check_reads_the_webhook_and_the_bot_when_there_is_one() {
 
     fake.revoke_bot(&bot);
     let bad_bot = connector(&fake).check(&account).await.unwrap_err();
-    assert_eq!(bad_bot.class(), "auth_revoked");
-    assert!(bad_bot.to_string().contains("bot_token"), "{bad_bot}");
+    kit::assert_error(&bad_bot, "auth_revoked", "bot_token");
 
     fake.delete_webhook(&hook.id);
     let gone = connector(&fake)

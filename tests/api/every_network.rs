@@ -4,7 +4,6 @@
 //! network, retract (where the network allows it), and renew (tokens that
 //! expire) or check (credentials that never do) the credentials.
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use herald::fakes::x::FakeX;
 use herald::keys::Role;
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{spawn_app_with, LocalServer, TestApp};
 
 const PARTS: [&str; 3] = [
     "1/3 We are recalling the K-200 kettle.",
@@ -43,30 +42,7 @@ async fn herald(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 /// Connect an account through OAuth: the fake approves at once and sends the
 /// browser back to Herald's callback. Returns the account id.
 async fn connect(app: &TestApp, platform: &str, body: Value) -> String {
-    let started = app
-        .post(
-            &app.admin,
-            &format!("/v1/accounts/connect/{platform}"),
-            body,
-        )
-        .await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = browser
-        .get(started.json()["authorize_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 302, "{platform} did not approve");
-    let callback = page.headers()["location"].to_str().unwrap().to_string();
-    assert!(callback.starts_with(&format!("{}/v1/oauth/callback?", app.address)));
-    let reply = app.client.get(&callback).send().await.unwrap();
-    let status = reply.status().as_u16();
-    let account: Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
-    assert_eq!(status, 200, "{account}");
+    let account = app.connect(platform, body).await;
     assert_eq!(account["platform"], platform);
     assert_eq!(account["status"], "active", "{account}");
     account["id"].as_str().unwrap().to_string()
@@ -79,41 +55,13 @@ async fn approved(app: &TestApp, platform: &str, media: Option<Value>) -> String
         Some(media) => json!({"platform": platform, "text": PARTS[0], "media": [media]}),
         None => json!({"platform": platform, "text": PARTS[0], "thread": &PARTS[1..]}),
     };
-    let author = app.key(Role::Editor);
-    let body = json!({"title": "K-200 recall", "kind": "crisis", "severity": "moderate",
-                      "variants": [variant]});
-    let id = app.create_statement(&author, body).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.act(&author, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
-    let approver = app.key(Role::Approver);
-    let s = app
-        .act(&approver, &format!("/v1/statements/{id}/approve"))
-        .await
-        .ok();
-    assert_eq!(s["status"], "approved", "{s}");
-    id
+    app.approved_crisis(json!([variant])).await
 }
 
 /// Publish now and wait for the outcome; asserts it is published with one
 /// part per post of the thread.
 async fn publish(app: &TestApp, statement: &str, account: &str, parts: usize) -> Value {
-    let reply = app
-        .schedule(statement, &[account], json!({"now": true}))
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-    let id = reply.json()["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let d = app
-        .wait_delivery(&id, 20, |d| {
-            d["status"] != "scheduled" && d["status"] != "publishing"
-        })
-        .await;
+    let d = app.publish_now(statement, account).await;
     assert_eq!(d["status"], "published", "{d}");
     assert_eq!(d["parts"].as_array().unwrap().len(), parts, "{d}");
     d
@@ -155,6 +103,44 @@ async fn retract(app: &TestApp, statement: &str, delivery: &Value, outcome: &str
     assert_eq!(d["status"], status, "{d}");
 }
 
+/// The network holds the three parts in order, each answering the one
+/// before, and the delivery's parts are their ids: `posts` are the fake's
+/// `(id, text, reply_to)`.
+fn assert_reply_chain(delivery: &Value, posts: &[(&str, &str, Option<&str>)]) {
+    assert_eq!(posts.len(), 3);
+    let texts: Vec<&str> = posts.iter().map(|p| p.1).collect();
+    assert_eq!(texts, PARTS);
+    let ids: Vec<&str> = posts.iter().map(|p| p.0).collect();
+    let replies: Vec<Option<&str>> = posts.iter().map(|p| p.2).collect();
+    assert_eq!(replies, [None, Some(ids[0]), Some(ids[1])]);
+    assert_eq!(part_ids(delivery), ids);
+}
+
+/// Meta's 60-day tokens may be renewed once they are a day old: age the
+/// token on both sides (the fake's `age_token`, and Herald's copy under
+/// `issued_key`), bring its expiry inside the 7-day lead and wait for the
+/// refresh job. Returns the old token and the renewed one.
+async fn renew_a_day_old_token(
+    app: &TestApp,
+    account: &str,
+    issued_key: &str,
+    age_token: impl FnOnce(&str, Duration),
+) -> (String, String) {
+    let access_token = |app: &TestApp| {
+        credentials(app, account)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let token = access_token(app);
+    let day = chrono::Duration::hours(25);
+    age_token(&token, day.to_std().unwrap());
+    backdate_credentials(app, account, issued_key, day);
+    app.expire_token_in(account, chrono::Duration::days(3));
+    wait_refreshed(app, account, chrono::Duration::days(50)).await;
+    (token, access_token(app))
+}
+
 /// `POST /v1/accounts/{id}/check` answers ok.
 async fn check_ok(app: &TestApp, account: &str) {
     let editor = app.key(Role::Editor);
@@ -164,15 +150,6 @@ async fn check_ok(app: &TestApp, account: &str) {
         .ok();
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["account"]["status"], "active", "{reply}");
-}
-
-async fn actions(app: &TestApp) -> Vec<String> {
-    app.get(&app.admin, "/v1/log?limit=200").await.ok()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The account's token expiry as Herald shows it.
@@ -185,16 +162,6 @@ async fn token_expires_at(app: &TestApp, account: &str) -> chrono::DateTime<chro
         .as_str()
         .unwrap_or_else(|| panic!("no token expiry: {a}"));
     chrono::DateTime::parse_from_rfc3339(at).unwrap().into()
-}
-
-/// Move the account's token expiry to `from_now`, inside the refresh lead,
-/// so the refresh job takes it.
-fn expire_in(app: &TestApp, account: &str, from_now: chrono::Duration) {
-    let mut conn = app.pool.get().unwrap();
-    diesel::update(accounts::table.find(account))
-        .set(accounts::token_expires_at.eq(Some(herald::db::now() + from_now)))
-        .execute(&mut conn)
-        .unwrap();
 }
 
 /// The account's decrypted credentials.
@@ -240,7 +207,8 @@ async fn wait_refreshed(app: &TestApp, account: &str, beyond: chrono::Duration) 
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if token_expires_at(app, account).await > chrono::Utc::now() + beyond
-            && actions(app)
+            && app
+                .recent_actions()
                 .await
                 .contains(&"account.token_refreshed".to_string())
         {
@@ -267,25 +235,18 @@ async fn x_publishes_threads_retracts_and_refreshes() {
     let statement = approved(&app, "x", None).await;
     let d = publish(&app, &statement, &account, 3).await;
     let posts = fake.posts();
-    assert_eq!(posts.len(), 3);
-    assert_eq!(
-        posts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
-        PARTS
-    );
-    assert_eq!(posts[0].reply_to, None);
-    assert_eq!(posts[1].reply_to.as_deref(), Some(posts[0].id.as_str()));
-    assert_eq!(posts[2].reply_to.as_deref(), Some(posts[1].id.as_str()));
-    assert_eq!(
-        part_ids(&d),
-        posts.iter().map(|p| p.id.clone()).collect::<Vec<_>>()
-    );
+    let chain: Vec<_> = posts
+        .iter()
+        .map(|p| (p.id.as_str(), p.text.as_str(), p.reply_to.as_deref()))
+        .collect();
+    assert_reply_chain(&d, &chain);
 
     retract(&app, &statement, &d, "retracted").await;
     assert!(fake.posts().iter().all(|p| p.deleted));
 
     // X tokens last 2 hours and are renewed 30 minutes ahead.
     assert_eq!(fake.refreshes(), 0);
-    expire_in(&app, &account, chrono::Duration::minutes(10));
+    app.expire_token_in(&account, chrono::Duration::minutes(10));
     wait_refreshed(&app, &account, chrono::Duration::minutes(90)).await;
     assert_eq!(fake.refreshes(), 1);
 }
@@ -310,25 +271,12 @@ async fn mastodon_publishes_threads_retracts_and_checks() {
     let statement = approved(&app, "mastodon", None).await;
     let d = publish(&app, &statement, &account, 3).await;
     let posts = fake.posts();
-    assert_eq!(posts.len(), 3);
     assert!(posts.iter().all(|p| p.username == "kettleco"));
-    assert_eq!(
-        posts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
-        PARTS
-    );
-    assert_eq!(posts[0].in_reply_to_id, None);
-    assert_eq!(
-        posts[1].in_reply_to_id.as_deref(),
-        Some(posts[0].id.as_str())
-    );
-    assert_eq!(
-        posts[2].in_reply_to_id.as_deref(),
-        Some(posts[1].id.as_str())
-    );
-    assert_eq!(
-        part_ids(&d),
-        posts.iter().map(|p| p.id.clone()).collect::<Vec<_>>()
-    );
+    let chain: Vec<_> = posts
+        .iter()
+        .map(|p| (p.id.as_str(), p.text.as_str(), p.in_reply_to_id.as_deref()))
+        .collect();
+    assert_reply_chain(&d, &chain);
 
     retract(&app, &statement, &d, "retracted").await;
     assert!(fake.posts().iter().all(|p| p.deleted));
@@ -397,39 +345,22 @@ async fn threads_publishes_threads_retracts_and_refreshes() {
     let statement = approved(&app, "threads", None).await;
     let d = publish(&app, &statement, &account, 3).await;
     let posts = fake.posts();
-    assert_eq!(posts.len(), 3);
-    assert_eq!(
-        posts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
-        PARTS
-    );
-    assert_eq!(posts[0].reply_to_id, None);
-    assert_eq!(posts[1].reply_to_id.as_deref(), Some(posts[0].id.as_str()));
-    assert_eq!(posts[2].reply_to_id.as_deref(), Some(posts[1].id.as_str()));
-    assert_eq!(
-        part_ids(&d),
-        posts.iter().map(|p| p.id.clone()).collect::<Vec<_>>()
-    );
+    let chain: Vec<_> = posts
+        .iter()
+        .map(|p| (p.id.as_str(), p.text.as_str(), p.reply_to_id.as_deref()))
+        .collect();
+    assert_reply_chain(&d, &chain);
 
     retract(&app, &statement, &d, "retracted").await;
     assert!(fake.posts().iter().all(|p| p.deleted));
 
-    // The 60-day token may be renewed once it is a day old: age it on both
-    // sides, then bring its expiry inside the 7-day lead.
-    let token = credentials(&app, &account)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let day = chrono::Duration::hours(25);
-    fake.age_token(&token, day.to_std().unwrap());
-    backdate_credentials(&app, &account, "issued_at", day);
+    // The 60-day token is renewed once it is a day old, 7 days ahead.
     assert_eq!(fake.requests_to("/refresh_access_token"), 0);
-    expire_in(&app, &account, chrono::Duration::days(3));
-    wait_refreshed(&app, &account, chrono::Duration::days(50)).await;
+    let (_, renewed) = renew_a_day_old_token(&app, &account, "issued_at", |token, age| {
+        fake.age_token(token, age)
+    })
+    .await;
     assert_eq!(fake.requests_to("/refresh_access_token"), 1);
-    let renewed = credentials(&app, &account)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert!(
         fake.token_expires_at(&renewed).unwrap() > chrono::Utc::now() + chrono::Duration::days(50)
     );
@@ -479,7 +410,7 @@ async fn linkedin_publishes_threads_retracts_and_refreshes() {
 
     // The 60-day token is renewed with the refresh token a week ahead.
     assert_eq!(fake.refreshes(), 0);
-    expire_in(&app, &account, chrono::Duration::days(3));
+    app.expire_token_in(&account, chrono::Duration::days(3));
     wait_refreshed(&app, &account, chrono::Duration::days(50)).await;
     assert_eq!(fake.refreshes(), 1);
     check_ok(&app, &account).await;
@@ -562,23 +493,14 @@ async fn instagram_publishes_an_image_cannot_retract_and_refreshes() {
     retract(&app, &statement, &d, "not_possible").await;
     assert_eq!(fake.media(), media);
 
-    // The 60-day token may be renewed once it is a day old: age it on both
-    // sides, then bring its expiry inside the 7-day lead.
-    let token = credentials(&app, &account)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let day = chrono::Duration::hours(25);
-    fake.age_token(&token, day.to_std().unwrap());
-    backdate_credentials(&app, &account, "token_issued_at", day);
+    // The 60-day token is renewed once it is a day old, 7 days ahead.
     assert_eq!(fake.requests_to("/refresh_access_token"), 0);
-    expire_in(&app, &account, chrono::Duration::days(3));
-    wait_refreshed(&app, &account, chrono::Duration::days(50)).await;
+    let (token, renewed) =
+        renew_a_day_old_token(&app, &account, "token_issued_at", |token, age| {
+            fake.age_token(token, age)
+        })
+        .await;
     assert_eq!(fake.requests_to("/refresh_access_token"), 1);
-    let renewed = credentials(&app, &account)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
     assert_ne!(renewed, token);
     assert!(fake.token_works(&renewed));
     check_ok(&app, &account).await;
@@ -674,56 +596,41 @@ async fn discord_publishes_a_sequence_retracts_and_checks() {
 struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
-    handle: actix_web::dev::ServerHandle,
+    _server: LocalServer,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
         use actix_web::{web, App, HttpResponse, HttpServer};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://127.0.0.1:{}/hooks/herald",
-            listener.local_addr().unwrap().port()
-        );
         let bodies = Arc::new(Mutex::new(Vec::<Value>::new()));
         let data = web::Data::from(bodies.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new().app_data(data.clone()).default_service(web::to(
-                        |body: web::Bytes, bodies: web::Data<Mutex<Vec<Value>>>| async move {
-                            let mut bodies = bodies.lock().unwrap();
-                            bodies.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                            let id = format!("rcv-{}", bodies.len());
-                            HttpResponse::Ok().json(json!({"id": id}))
-                        },
-                    ))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                let _ = tx.send(server.handle());
-                let _ = server.await;
+        let server = LocalServer::start("/hooks/herald", move |listener| {
+            HttpServer::new(move || {
+                App::new().app_data(data.clone()).default_service(web::to(
+                    |body: web::Bytes, bodies: web::Data<Mutex<Vec<Value>>>| async move {
+                        let mut bodies = bodies.lock().unwrap();
+                        bodies.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                        let id = format!("rcv-{}", bodies.len());
+                        HttpResponse::Ok().json(json!({"id": id}))
+                    },
+                ))
             })
-        });
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run()
+        })
+        .await;
         Receiver {
-            url,
+            url: server.url.clone(),
             bodies,
-            handle: rx.await.unwrap(),
+            _server: server,
         }
     }
 
     fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
     }
 }
 

@@ -7,39 +7,21 @@ use herald::fakes::facebook::{FakeFacebook, FakePage};
 use herald::platforms::facebook::Facebook;
 use herald::platforms::{
     AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
-    OAuthNetwork, Platform, Post, ReplyTarget,
+    OAuthNetwork, Platform,
 };
+
+use crate::kit::{self, post};
 
 fn connector(fake: &FakeFacebook) -> Facebook {
     Facebook::new(reqwest::Client::new(), fake.app())
 }
 
 fn session(page: &FakePage) -> AccountSession {
-    let credentials = Credentials::new(
-        [
-            ("page_id".to_string(), page.id.clone()),
-            ("page_access_token".to_string(), page.token.clone()),
-        ]
-        .into(),
-    );
-    AccountSession::new("acc-fb", Platform::Facebook, "Kettle Co", None, credentials)
-}
-
-fn post(text: &str) -> Post {
-    let now = Utc::now();
-    Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
-    }
+    kit::session(
+        Platform::Facebook,
+        None,
+        &[("page_id", &page.id), ("page_access_token", &page.token)],
+    )
 }
 
 /// Go through the dialog (auto-approved) and exchange the code.
@@ -47,20 +29,7 @@ pub async fn login(
     app: &herald::platforms::OAuthApp,
     redirect: &str,
 ) -> herald::platforms::TokenSet {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let url = app.authorize(redirect, "s").unwrap().url;
-    let answer = browser.get(&url).send().await.unwrap();
-    assert_eq!(answer.status(), 302);
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let (code, _) = kit::oauth_code(app, redirect).await;
     app.exchange_code(&reqwest::Client::new(), &code, redirect, None)
         .await
         .unwrap()
@@ -79,38 +48,23 @@ async fn the_oauth_flow_connects_the_only_page_with_its_page_token() {
     let fb = connector(&fake);
     let app = fb.oauth_app().expect("configured");
     let redirect = "http://herald.test/v1/oauth/callback";
-    let auth = app.authorize(redirect, "st4te").unwrap();
-    assert!(auth.verifier.is_none(), "Facebook Login: no PKCE");
-    assert!(auth.url.contains("/dialog/oauth?"), "{}", auth.url);
+    let flow = kit::code_flow(&app, redirect).await;
+    assert!(flow.verifier.is_none(), "Facebook Login: no PKCE");
+    assert!(flow.url.contains("/dialog/oauth?"), "{}", flow.url);
     assert!(
-        auth.url
+        flow.url
             .contains("scope=pages_show_list%2Cpages_manage_posts"),
         "{}",
-        auth.url
+        flow.url
     );
-
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let answer = browser.get(&auth.url).send().await.unwrap();
-    assert_eq!(answer.status(), 302);
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "st4te");
-    let http = reqwest::Client::new();
-    let tokens = app
-        .exchange_code(&http, &query["code"], redirect, None)
-        .await
-        .unwrap();
     // The code is single-use.
     let again = app
-        .exchange_code(&http, &query["code"], redirect, None)
+        .exchange_code(&reqwest::Client::new(), &flow.code, redirect, None)
         .await;
     assert!(again.is_err());
 
     let connected = fb
-        .connect(tokens, &ConnectRequest::default())
+        .connect(flow.tokens, &ConnectRequest::default())
         .await
         .unwrap();
     assert_eq!(connected.credentials.get("page_id"), Some(page.id.as_str()));
@@ -178,12 +132,7 @@ async fn a_thread_is_a_feed_post_with_comments_from_the_page() {
     assert!(root.remote_url.as_deref().unwrap().contains("/posts/"));
     let mut parent = root.remote_id.clone();
     for (part, text) in [(1, "2/3 Refunds at any shop."), (2, "3/3 Details soon.")] {
-        let mut p = post(text);
-        p.part = part;
-        p.reply_to = Some(ReplyTarget {
-            root_id: root.remote_id.clone(),
-            parent_id: parent.clone(),
-        });
+        let p = kit::thread_part(text, part, Some((&root.remote_id, &parent)));
         let published = fb.publish(&account, &p).await.unwrap();
         parent = published.remote_id;
     }
@@ -261,17 +210,10 @@ async fn throttling_is_rate_limited_by_code_not_status() {
     let account = session(&page);
 
     fake.rate_limit_next(1, 7);
-    match fb.publish(&account, &post("hi")).await.unwrap_err() {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            ..
-        } => {
-            assert_eq!(status, Some(400));
-            assert_eq!(retry_after, Duration::from_secs(7 * 60));
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let error = fb.publish(&account, &post("hi")).await.unwrap_err();
+    let (retry_after, status, _) = kit::rate_limited(&error);
+    assert_eq!(status, Some(400));
+    assert_eq!(retry_after, Duration::from_secs(7 * 60));
     fake.error_next(1, 403, 4, None, "(#4) Application request limit reached");
     match fb.publish(&account, &post("hi")).await.unwrap_err() {
         ConnectorError::RateLimited { retry_after, .. } => {
@@ -281,8 +223,7 @@ async fn throttling_is_rate_limited_by_code_not_status() {
     }
     fake.error_next(1, 403, 200, None, "(#200) Permissions error");
     let error = fb.publish(&account, &post("hi")).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("permission"), "{error}");
+    kit::assert_error(&error, "rejected", "permission");
     fake.error_next(
         1,
         400,
@@ -331,12 +272,7 @@ async fn an_unknown_outcome_is_reconciled_and_a_duplicate_is_the_same_post() {
     assert_eq!(fake.posts().len(), 1);
 
     // A lost comment is found among the root's comments.
-    let mut c = post("More soon.");
-    c.part = 1;
-    c.reply_to = Some(ReplyTarget {
-        root_id: found.remote_id.clone(),
-        parent_id: found.remote_id.clone(),
-    });
+    let c = kit::thread_part("More soon.", 1, Some((&found.remote_id, &found.remote_id)));
     assert_eq!(fb.reconcile(&account, &c).await.unwrap(), None);
     fake.drop_after_store_next(1);
     assert_eq!(

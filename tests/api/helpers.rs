@@ -358,7 +358,6 @@ impl TestApp {
 impl TestApp {
     /// An approved statement (one approver) with these `(platform, text)` variants.
     pub async fn approved_with(&self, kind: &str, variants: &[(&str, &str)]) -> String {
-        let author = self.key(Role::Editor);
         let mut body = json!({
             "title": "Outage update",
             "kind": kind,
@@ -370,6 +369,25 @@ impl TestApp {
         if kind == "crisis" {
             body["severity"] = json!("moderate");
         }
+        self.create_approved(body).await
+    }
+
+    /// An approved moderate crisis statement "K-200 recall" with these
+    /// `variants` (JSON, as the API takes them); returns its id.
+    pub async fn approved_crisis(&self, variants: Value) -> String {
+        self.create_approved(json!({
+            "title": "K-200 recall",
+            "kind": "crisis",
+            "severity": "moderate",
+            "variants": variants,
+        }))
+        .await
+    }
+
+    /// Create the statement `body` as a fresh editor, submit it, and approve
+    /// it as a fresh approver (one approval is enough for it); returns its id.
+    pub async fn create_approved(&self, body: Value) -> String {
+        let author = self.key(Role::Editor);
         let id = self.create_statement(&author, body).await["id"]
             .as_str()
             .unwrap()
@@ -382,8 +400,96 @@ impl TestApp {
             .act(&approver, &format!("/v1/statements/{id}/approve"))
             .await
             .ok();
-        assert_eq!(s["status"], "approved");
+        assert_eq!(s["status"], "approved", "{s}");
         id
+    }
+
+    /// Schedule `statement` to `account` now and wait (20 s at most) until
+    /// the delivery is settled: neither scheduled nor publishing. Returns it.
+    pub async fn publish_now(&self, statement: &str, account: &str) -> Value {
+        let reply = self
+            .schedule(statement, &[account], json!({"now": true}))
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        let id = reply.json()["deliveries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.wait_delivery(&id, 20, |d| {
+            d["status"] != "scheduled" && d["status"] != "publishing"
+        })
+        .await
+    }
+
+    /// The actions of the latest 200 log entries, newest first.
+    pub async fn recent_actions(&self) -> Vec<String> {
+        self.get(&self.admin, "/v1/log?limit=200").await.ok()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Start connecting an account of `platform` as the admin; returns the
+    /// answer (`authorize_url`, `state`).
+    pub async fn start_connect(&self, platform: &str, body: Value) -> Value {
+        let started = self
+            .post(
+                &self.admin,
+                &format!("/v1/accounts/connect/{platform}"),
+                body,
+            )
+            .await;
+        assert_eq!(started.status, 201, "{}", started.text);
+        started.json()
+    }
+
+    /// Connect an account of `platform` through OAuth end to end: the fake
+    /// approves at once and sends the browser back to Herald's callback,
+    /// which answers the account. Returns it.
+    pub async fn connect(&self, platform: &str, body: Value) -> Value {
+        let started = self.start_connect(platform, body).await;
+        let callback = crate::kit::approve(started["authorize_url"].as_str().unwrap())
+            .await
+            .location;
+        assert!(
+            callback.starts_with(&format!("{}/v1/oauth/callback?", self.address)),
+            "{callback}"
+        );
+        let reply = self.send(self.client.get(&callback)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json()
+    }
+
+    /// Poll an account until `done` holds (or panic after `secs`); returns it.
+    pub async fn wait_account(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let a = self
+                .get(&self.admin, &format!("/v1/accounts/{id}"))
+                .await
+                .ok();
+            if done(&a) {
+                return a;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the account never reached the expected state: {a}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Move the account's token expiry to `from_now` in the store (inside
+    /// the refresh lead, the refresh job takes it).
+    pub fn expire_token_in(&self, account: &str, from_now: chrono::Duration) {
+        use herald::db::schema::accounts;
+        let mut conn = self.pool.get().unwrap();
+        diesel::update(accounts::table.find(account))
+            .set(accounts::token_expires_at.eq(Some(herald::db::now() + from_now)))
+            .execute(&mut conn)
+            .unwrap();
     }
 
     /// Add an account as the admin; returns its id.
@@ -456,4 +562,43 @@ impl TestApp {
 pub fn in_ms(ms: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::milliseconds(ms))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An HTTP server on its own thread and actix system, stopped when dropped.
+pub struct LocalServer {
+    /// `http://127.0.0.1:<port>` and the path given at start.
+    pub url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl LocalServer {
+    /// Bind a port on 127.0.0.1 and run the server `serve` makes on it.
+    pub async fn start(
+        path: &str,
+        serve: impl FnOnce(std::net::TcpListener) -> actix_web::dev::Server + Send + 'static,
+    ) -> LocalServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}{path}",
+            listener.local_addr().unwrap().port()
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = serve(listener);
+                let _ = tx.send(server.handle());
+                let _ = server.await;
+            })
+        });
+        LocalServer {
+            url,
+            handle: rx.await.unwrap(),
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
 }

@@ -6,9 +6,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use herald::fakes::instagram::{FakeIgAccount, FakeInstagram};
 use herald::platforms::instagram::Instagram;
 use herald::platforms::{
-    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
-    OAuthNetwork, Platform, Post, ReplyTarget,
+    AccountSession, ConnectRequest, Connector, ConnectorError, MediaItem, OAuthNetwork, Platform,
+    Post,
 };
+
+use crate::kit;
 
 fn connector(fake: &FakeInstagram) -> Instagram {
     Instagram::new(reqwest::Client::new(), fake.app())
@@ -22,46 +24,27 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// An account whose token was issued `age` ago.
 fn session(acct: &FakeIgAccount, age: chrono::Duration) -> AccountSession {
     let issued = Utc::now() - age;
-    let credentials = Credentials::new(
-        [
-            ("ig_user_id".to_string(), acct.user_id.clone()),
-            ("access_token".to_string(), acct.token.clone()),
-            ("token_issued_at".to_string(), rfc3339(issued)),
-            (
-                "expires_at".to_string(),
-                rfc3339(issued + chrono::Duration::days(60)),
-            ),
-        ]
-        .into(),
-    );
-    AccountSession::new(
-        "acc-ig",
+    kit::session(
         Platform::Instagram,
-        "Kettle Co",
         None,
-        credentials,
+        &[
+            ("ig_user_id", &acct.user_id),
+            ("access_token", &acct.token),
+            ("token_issued_at", &rfc3339(issued)),
+            ("expires_at", &rfc3339(issued + chrono::Duration::days(60))),
+        ],
     )
 }
 
+/// A post with one image (Instagram posts need one).
 fn post(text: &str) -> Post {
-    let now = Utc::now();
     Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
         media: vec![MediaItem {
             url: "https://cdn.example.org/recall.jpg".into(),
             alt: Some("A kettle with a red cross".into()),
             content_type: Some("image/jpeg".into()),
         }],
-        ..Default::default()
+        ..kit::post(text)
     }
 }
 
@@ -77,35 +60,22 @@ async fn the_oauth_flow_gives_a_sixty_day_token_and_the_professional_account() {
     let ig = connector(&fake);
     let app = ig.oauth_app().expect("configured");
     let redirect = "http://herald.test/v1/oauth/callback";
-    let auth = app.authorize(redirect, "st4te").unwrap();
-    assert!(auth.verifier.is_none(), "no PKCE");
-    assert!(auth.url.contains("/oauth/authorize?"), "{}", auth.url);
+    let flow = kit::code_flow(&app, redirect).await;
+    assert!(flow.verifier.is_none(), "no PKCE");
+    assert!(flow.url.contains("/oauth/authorize?"), "{}", flow.url);
     assert!(
-        auth.url
+        flow.url
             .contains("scope=instagram_business_basic%2Cinstagram_business_content_publish"),
         "{}",
-        auth.url
+        flow.url
     );
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let answer = browser.get(&auth.url).send().await.unwrap();
-    assert_eq!(answer.status(), 302);
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "st4te");
-    let http = reqwest::Client::new();
-    let tokens = app
-        .exchange_code(&http, &query["code"], redirect, None)
-        .await
-        .unwrap();
+    let tokens = flow.tokens;
     assert_eq!(
         tokens.extra_str("user_id").as_deref(),
         Some(acct.user_id.as_str())
     );
     assert!(
-        app.exchange_code(&http, &query["code"], redirect, None)
+        app.exchange_code(&reqwest::Client::new(), &flow.code, redirect, None)
             .await
             .is_err(),
         "codes are single-use"
@@ -169,17 +139,12 @@ async fn no_image_or_a_failed_container_is_rejected() {
     let mut p = post("Text only");
     p.media.clear();
     let error = ig.publish(&account, &p).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error.to_string().contains("Instagram needs an image"),
-        "{error}"
-    );
+    kit::assert_error(&error, "rejected", "Instagram needs an image");
     assert_eq!(fake.requests_to("/"), 0);
 
     fake.fail_container_next(1, "ERROR");
     let error = ig.publish(&account, &post("x")).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("ERROR"), "{error}");
+    kit::assert_error(&error, "rejected", "ERROR");
 
     // Still IN_PROGRESS after every check: transient, nothing published.
     fake.set_in_progress_polls(100);
@@ -203,22 +168,14 @@ async fn the_publishing_cap_waits_until_the_oldest_post_leaves_the_window() {
         Utc::now() - chrono::Duration::hours(1),
     );
     let ig = connector(&fake);
-    match ig
+    let error = ig
         .publish(&session(&acct, chrono::Duration::hours(1)), &post("x"))
         .await
-        .unwrap_err()
-    {
-        ConnectorError::RateLimited {
-            retry_after,
-            message,
-            ..
-        } => {
-            let hours = retry_after.as_secs_f64() / 3600.0;
-            assert!((18.9..=19.01).contains(&hours), "{hours} h");
-            assert!(message.contains("2 of 2"), "{message}");
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+        .unwrap_err();
+    let (retry_after, _, message) = kit::rate_limited(&error);
+    let hours = retry_after.as_secs_f64() / 3600.0;
+    assert!((18.9..=19.01).contains(&hours), "{hours} h");
+    assert!(message.contains("2 of 2"), "{message}");
     assert!(fake.containers().is_empty(), "nothing was sent");
 }
 
@@ -297,12 +254,12 @@ async fn a_correction_is_a_comment_that_can_be_deleted_unlike_the_post() {
     let account = session(&acct, chrono::Duration::hours(1));
     let root = ig.publish(&account, &post("Recall.")).await.unwrap();
 
-    let mut correction = post("Correction: lot 42 only.");
-    correction.media.clear();
-    correction.reply_to = Some(ReplyTarget {
-        root_id: root.remote_id.clone(),
-        parent_id: root.remote_id.clone(),
-    });
+    // A text-only answer: no image.
+    let correction = kit::thread_part(
+        "Correction: lot 42 only.",
+        0,
+        Some((&root.remote_id, &root.remote_id)),
+    );
     let comment = ig.publish(&account, &correction).await.unwrap();
     assert!(
         comment.remote_id.starts_with("comment:"),
@@ -318,12 +275,10 @@ async fn a_correction_is_a_comment_that_can_be_deleted_unlike_the_post() {
     ig.delete(&account, &comment.remote_id).await.unwrap();
     assert!(fake.comments()[0].deleted);
     let error = ig.delete(&account, &root.remote_id).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error
-            .to_string()
-            .contains("Instagram does not let apps delete posts"),
-        "{error}"
+    kit::assert_error(
+        &error,
+        "rejected",
+        "Instagram does not let apps delete posts",
     );
 }
 
@@ -376,11 +331,7 @@ async fn graph_errors_are_classified() {
         "The media could not be fetched from this URI",
     );
     let error = ig.publish(&account, &post("x")).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error.to_string().contains("could not be fetched"),
-        "{error}"
-    );
+    kit::assert_error(&error, "rejected", "could not be fetched");
     fake.error_next(1, 400, 1, Some(2207001), "Server error");
     assert_eq!(
         ig.publish(&account, &post("x")).await.unwrap_err().class(),

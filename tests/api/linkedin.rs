@@ -11,11 +11,11 @@ use herald::config::NetworkApp;
 use herald::fakes::linkedin::{FakeLinkedin, FakeMember, CLIENT_ID, CLIENT_SECRET, VERSION};
 use herald::platforms::linkedin::{parse_comment_urn, Linkedin};
 use herald::platforms::{
-    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
-    OAuthNetwork, Platform, Post, ReplyTarget,
+    AccountSession, ConnectRequest, Connector, ConnectorError, MediaItem, OAuthNetwork, Platform,
+    Post,
 };
 
-const REDIRECT: &str = "https://herald.example/v1/oauth/callback";
+use crate::kit::{self, post, REDIRECT};
 
 fn app(fake: &FakeLinkedin) -> NetworkApp {
     NetworkApp {
@@ -32,19 +32,7 @@ fn connector(fake: &FakeLinkedin) -> Linkedin {
 }
 
 fn account(fake: &FakeLinkedin, values: &[(&str, &str)]) -> AccountSession {
-    let credentials = Credentials::new(
-        values
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-    );
-    AccountSession::new(
-        "acct-li",
-        Platform::Linkedin,
-        "Kettle Co",
-        Some(&fake.base_url()),
-        credentials,
-    )
+    kit::session(Platform::Linkedin, Some(&fake.base_url()), values)
 }
 
 fn member_account(fake: &FakeLinkedin, member: &FakeMember) -> AccountSession {
@@ -57,22 +45,12 @@ fn member_account(fake: &FakeLinkedin, member: &FakeMember) -> AccountSession {
     )
 }
 
-fn post(text: &str) -> Post {
-    let now = Utc::now();
-    Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        language: Some("en".into()),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
-    }
+/// `member` posting as the organization `org`.
+fn org_account(fake: &FakeLinkedin, member: &FakeMember, org: &str) -> AccountSession {
+    account(
+        fake,
+        &[("access_token", &member.access_token), ("author_urn", org)],
+    )
 }
 
 async fn stored(account: &AccountSession, name: &str) -> Option<String> {
@@ -102,25 +80,11 @@ async fn oauth_connect(
 ) -> (herald::platforms::Connected, String) {
     let linkedin = connector(fake);
     let oauth = linkedin.oauth_app_for(target).expect("configured");
-    let authorization = oauth.authorize(REDIRECT, "st4te").unwrap();
-    assert!(authorization.verifier.is_none(), "LinkedIn uses no PKCE");
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = browser.get(&authorization.url).send().await.unwrap();
-    assert_eq!(response.status(), 302);
-    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-    let query: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "st4te");
-    let http = reqwest::Client::new();
-    let tokens = oauth
-        .exchange_code(&http, &query["code"], REDIRECT, None)
-        .await
-        .unwrap();
+    let flow = kit::code_flow(&oauth, REDIRECT).await;
+    assert!(flow.verifier.is_none(), "LinkedIn uses no PKCE");
     // Codes are single-use.
     let again = oauth
-        .exchange_code(&http, &query["code"], REDIRECT, None)
+        .exchange_code(&reqwest::Client::new(), &flow.code, REDIRECT, None)
         .await
         .unwrap_err();
     assert_eq!(again.class(), "rejected", "{again}");
@@ -129,8 +93,8 @@ async fn oauth_connect(
         target: target.map(str::to_string),
     };
     (
-        linkedin.connect(tokens, &request).await.unwrap(),
-        authorization.url,
+        linkedin.connect(flow.tokens, &request).await.unwrap(),
+        flow.url,
     )
 }
 
@@ -251,10 +215,7 @@ async fn a_thread_is_a_post_and_comments_on_it_and_all_can_be_deleted() {
     let fake = FakeLinkedin::start().await;
     let member = fake.add_member("Kettle Co");
     let org = fake.add_organization(&member.sub);
-    let account = account(
-        &fake,
-        &[("access_token", &member.access_token), ("author_urn", &org)],
-    );
+    let account = org_account(&fake, &member, &org);
     let linkedin = connector(&fake);
 
     let root = linkedin
@@ -264,12 +225,7 @@ async fn a_thread_is_a_post_and_comments_on_it_and_all_can_be_deleted() {
     let mut parent = root.remote_id.clone();
     let mut parts = Vec::new();
     for (i, text) in ["Part 2 #update", "Part 3"].iter().enumerate() {
-        let mut part = post(text);
-        part.part = i + 1;
-        part.reply_to = Some(ReplyTarget {
-            root_id: root.remote_id.clone(),
-            parent_id: parent.clone(),
-        });
+        let part = kit::thread_part(text, i + 1, Some((&root.remote_id, &parent)));
         let published = linkedin.publish(&account, &part).await.unwrap();
         let (post_urn, _) = parse_comment_urn(&published.remote_id).unwrap();
         assert_eq!(post_urn, root.remote_id);
@@ -358,16 +314,12 @@ async fn an_image_is_uploaded_and_attached_with_its_alt_text() {
 async fn an_expired_token_is_refreshed_once_and_the_refresh_token_keeps_its_expiry() {
     let fake = FakeLinkedin::start().await;
     let member = fake.add_member("Kettle Co");
-    let (access, refresh) = fake.issue_token(&member.sub, &["openid", "w_member_social"], true);
-    let refresh = refresh.unwrap();
     let refresh_expires = "2027-01-01T00:00:00Z";
-    let account = account(
+    let (access, refresh, account) = refreshable_account(
         &fake,
+        &member,
         &[
-            ("access_token", &access),
-            ("author_urn", &member.urn),
             ("expires_at", "2099-01-01T00:00:00Z"),
-            ("refresh_token", &refresh),
             ("refresh_expires_at", refresh_expires),
         ],
     );
@@ -418,16 +370,8 @@ async fn an_expired_token_is_refreshed_once_and_the_refresh_token_keeps_its_expi
 async fn a_token_known_to_be_expired_is_refreshed_before_the_call() {
     let fake = FakeLinkedin::start().await;
     let member = fake.add_member("Kettle Co");
-    let (access, refresh) = fake.issue_token(&member.sub, &["openid", "w_member_social"], true);
-    let account = account(
-        &fake,
-        &[
-            ("access_token", &access),
-            ("author_urn", &member.urn),
-            ("expires_at", "2020-01-01T00:00:00Z"),
-            ("refresh_token", refresh.as_deref().unwrap()),
-        ],
-    );
+    let (_, _, account) =
+        refreshable_account(&fake, &member, &[("expires_at", "2020-01-01T00:00:00Z")]);
     connector(&fake).check(&account).await.unwrap();
     assert_eq!(fake.refreshes(), 1);
     assert_eq!(fake.requests_to("/v2/userinfo"), 1, "no failed call first");
@@ -438,14 +382,7 @@ async fn a_token_known_to_be_expired_is_refreshed_before_the_call() {
 async fn without_a_refresh_token_an_expired_token_means_reconnecting() {
     let fake = FakeLinkedin::start().await;
     let member = fake.add_member("Kettle Co");
-    let account = account(
-        &fake,
-        &[
-            ("access_token", &member.access_token),
-            ("author_urn", &member.urn),
-            ("expires_at", "2099-01-01T00:00:00Z"),
-        ],
-    );
+    let account = account_with_expiry(&fake, &member, "2099-01-01T00:00:00Z");
     // Nothing to renew: the stored expiry is returned.
     assert_eq!(
         connector(&fake).refresh(&account).await.unwrap(),
@@ -467,8 +404,26 @@ async fn without_a_refresh_token_an_expired_token_means_reconnecting() {
 
     let expired = account_with_expiry(&fake, &member, "2020-01-01T00:00:00Z");
     let error = connector(&fake).refresh(&expired).await.unwrap_err();
-    assert_eq!(error.class(), "auth_revoked");
-    assert!(error.to_string().contains("no refresh token"), "{error}");
+    kit::assert_error(&error, "auth_revoked", "no refresh token");
+}
+
+/// A new token of `member` with a refresh token, and the account holding
+/// both (and `extra`): returns the access token, the refresh token, the account.
+fn refreshable_account(
+    fake: &FakeLinkedin,
+    member: &FakeMember,
+    extra: &[(&str, &str)],
+) -> (String, String, AccountSession) {
+    let (access, refresh) = fake.issue_token(&member.sub, &["openid", "w_member_social"], true);
+    let refresh = refresh.unwrap();
+    let mut values = vec![
+        ("access_token", access.as_str()),
+        ("author_urn", member.urn.as_str()),
+        ("refresh_token", refresh.as_str()),
+    ];
+    values.extend_from_slice(extra);
+    let account = account(fake, &values);
+    (access, refresh, account)
 }
 
 fn account_with_expiry(fake: &FakeLinkedin, member: &FakeMember, at: &str) -> AccountSession {
@@ -491,13 +446,7 @@ async fn revoked_tokens_and_missing_permissions_are_told_apart() {
     let linkedin = connector(&fake);
 
     // Posting as an organization the member has no role on: permission missing.
-    let not_admin = account(
-        &fake,
-        &[
-            ("access_token", &member.access_token),
-            ("author_urn", &foreign_org),
-        ],
-    );
+    let not_admin = org_account(&fake, &member, &foreign_org);
     let error = linkedin.publish(&not_admin, &post("hi")).await.unwrap_err();
     assert_eq!(error.class(), "rejected");
     assert_eq!(error.status(), Some(403));
@@ -529,11 +478,7 @@ async fn revoked_tokens_and_missing_permissions_are_told_apart() {
         },
     );
     let error = linkedin.publish(&unknown, &post("hi")).await.unwrap_err();
-    assert_eq!(error.class(), "auth_revoked");
-    assert!(
-        error.to_string().contains("INVALID_ACCESS_TOKEN"),
-        "{error}"
-    );
+    kit::assert_error(&error, "auth_revoked", "INVALID_ACCESS_TOKEN");
     assert!(fake.posts().is_empty());
 }
 
@@ -551,21 +496,13 @@ async fn rate_limits_wait_until_midnight_utc_unless_retry_after_says_otherwise()
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    match error {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            let expected = (midnight - now).num_seconds() as f64;
-            assert!(
-                (retry_after.as_secs_f64() - expected).abs() < 5.0,
-                "{retry_after:?}"
-            );
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let (retry_after, status, _) = kit::rate_limited(&error);
+    assert_eq!(status, Some(429));
+    let expected = (midnight - now).num_seconds() as f64;
+    assert!(
+        (retry_after.as_secs_f64() - expected).abs() < 5.0,
+        "{retry_after:?}"
+    );
 
     fake.rate_limit_next(1, Some(30));
     match linkedin.publish(&account, &post("hi")).await.unwrap_err() {
@@ -621,8 +558,7 @@ async fn after_a_lost_answer_reconciliation_finds_the_post_without_duplicating_i
     let mut old_text = post("Second notice.");
     old_text.first_attempt_at = Utc::now() + chrono::Duration::minutes(10);
     let error = linkedin.publish(&account, &old_text).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("duplicate"), "{error}");
+    kit::assert_error(&error, "rejected", "duplicate");
 }
 
 #[tokio::test]
@@ -630,10 +566,7 @@ async fn reconciliation_lists_recent_posts_and_comments_when_it_may_read_them() 
     let fake = FakeLinkedin::start().await;
     let member = fake.add_member("Kettle Co");
     let org = fake.add_organization(&member.sub);
-    let account = account(
-        &fake,
-        &[("access_token", &member.access_token), ("author_urn", &org)],
-    );
+    let account = org_account(&fake, &member, &org);
     let linkedin = connector(&fake);
 
     let root = post("Plant closed (today) #safety");
@@ -653,12 +586,7 @@ async fn reconciliation_lists_recent_posts_and_comments_when_it_may_read_them() 
         None
     );
 
-    let mut reply = post("More soon.");
-    reply.part = 1;
-    reply.reply_to = Some(ReplyTarget {
-        root_id: found.remote_id.clone(),
-        parent_id: found.remote_id.clone(),
-    });
+    let reply = kit::thread_part("More soon.", 1, Some((&found.remote_id, &found.remote_id)));
     assert_eq!(linkedin.reconcile(&account, &reply).await.unwrap(), None);
     fake.drop_after_store_next(1);
     assert_eq!(
@@ -687,11 +615,7 @@ async fn an_unknown_linkedin_version_is_rejected_with_a_hint() {
     let old = Linkedin::new(reqwest::Client::new(), app(&fake), "202101");
     let error = old.publish(&account, &post("hi")).await.unwrap_err();
     assert_eq!(error.status(), Some(426));
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error.to_string().contains("HERALD_LINKEDIN_VERSION"),
-        "{error}"
-    );
+    kit::assert_error(&error, "rejected", "HERALD_LINKEDIN_VERSION");
     fake.set_accepted_versions(&["202101"]);
     old.publish(&account, &post("hi")).await.unwrap();
 }
@@ -700,15 +624,7 @@ async fn an_unknown_linkedin_version_is_rejected_with_a_hint() {
 async fn concurrent_publications_with_an_expired_token_refresh_once() {
     let fake = FakeLinkedin::start().await;
     let member = fake.add_member("Kettle Co");
-    let (access, refresh) = fake.issue_token(&member.sub, &["openid", "w_member_social"], true);
-    let account = account(
-        &fake,
-        &[
-            ("access_token", &access),
-            ("author_urn", &member.urn),
-            ("refresh_token", refresh.as_deref().unwrap()),
-        ],
-    );
+    let (access, _, account) = refreshable_account(&fake, &member, &[]);
     fake.expire_token(&access);
     let linkedin = connector(&fake);
     let posts: Vec<Post> = (0..6).map(|i| post(&format!("Update {i}"))).collect();

@@ -2,6 +2,7 @@
 //! (SQLite by default; PostgreSQL when HERALD_TEST_DATABASE_URL is set).
 
 mod helpers;
+mod kit;
 
 mod accounts;
 mod approval;

@@ -6,37 +6,34 @@ use chrono::{DateTime, Utc};
 use herald::fakes::mastodon::{FakeMastodon, FakeMastodonConfig, RateLimit};
 use herald::platforms::mastodon::{Mastodon, OAUTH_SCOPES};
 use herald::platforms::{
-    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem, Platform,
-    Post, ReplyTarget,
+    AccountSession, ConnectRequest, Connector, ConnectorError, Platform, Post,
 };
 
+use crate::kit::{self, image, REDIRECT};
+
 fn session(fake: &FakeMastodon, token: &str) -> AccountSession {
-    let credentials = Credentials::new([("access_token".to_string(), token.to_string())].into());
-    AccountSession::new(
-        "acc-1",
+    kit::session(
         Platform::Mastodon,
-        "Kettle Co",
         Some(&format!("{}/", fake.base_url())),
-        credentials,
+        &[("access_token", token)],
     )
 }
 
+/// A post in British English (it goes out as `en`).
 fn post(text: &str) -> Post {
-    let now = Utc::now();
     Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
         language: Some("en-GB".into()),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
+        ..kit::post(text)
     }
+}
+
+/// A fake instance with the account `kettleco`, its token, and the account
+/// as Herald holds it.
+async fn setup() -> (FakeMastodon, String, AccountSession) {
+    let fake = FakeMastodon::start().await;
+    let token = fake.add_account("kettleco");
+    let account = session(&fake, &token);
+    (fake, token, account)
 }
 
 fn connector() -> Mastodon {
@@ -85,9 +82,7 @@ async fn publishing_creates_a_public_status_with_the_text_language_and_idempoten
 
 #[tokio::test]
 async fn publishing_twice_with_the_same_idempotency_key_creates_one_status() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
     let post = post("Update: the plant is closed today.");
 
     let first = connector().publish(&account, &post).await.unwrap();
@@ -165,41 +160,21 @@ async fn a_revoked_or_unknown_token_means_the_account_must_be_reconnected() {
         .publish(&session(&fake, "not-a-token"), &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(unknown.class(), "auth_revoked");
-    assert!(
-        unknown.to_string().contains("The access token is invalid"),
-        "{unknown}"
-    );
+    kit::assert_error(&unknown, "auth_revoked", "The access token is invalid");
     assert!(fake.posts().is_empty());
 }
 
 #[tokio::test]
 async fn an_account_without_a_base_url_or_token_is_refused_before_any_request() {
     let fake = FakeMastodon::start().await;
-    let no_base = AccountSession::new(
-        "acc-1",
-        Platform::Mastodon,
-        "Kettle Co",
-        None,
-        Credentials::new([("access_token".to_string(), "t".to_string())].into()),
-    );
+    let no_base = kit::session(Platform::Mastodon, None, &[("access_token", "t")]);
     let error = connector()
         .publish(&no_base, &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error.to_string().contains("no instance base URL"),
-        "{error}"
-    );
+    kit::assert_error(&error, "rejected", "no instance base URL");
 
-    let no_token = AccountSession::new(
-        "acc-1",
-        Platform::Mastodon,
-        "Kettle Co",
-        Some(&fake.base_url()),
-        Credentials::default(),
-    );
+    let no_token = kit::session(Platform::Mastodon, Some(&fake.base_url()), &[]);
     let error = connector()
         .publish(&no_token, &post("hi"))
         .await
@@ -210,9 +185,7 @@ async fn an_account_without_a_base_url_or_token_is_refused_before_any_request() 
 
 #[tokio::test]
 async fn a_server_error_is_transient_and_stores_nothing() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
     fake.fail_next(1, 503);
 
     let error = connector()
@@ -237,19 +210,11 @@ async fn a_429_is_rate_limited_until_the_reset_header() {
         .publish(&session(&fake, &token), &post("hi"))
         .await
         .unwrap_err();
-    match error {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            message,
-        } => {
-            assert_eq!(status, Some(429));
-            assert!(message.contains("Too many requests"), "{message}");
-            let secs = retry_after.as_secs_f64();
-            assert!((115.0..=120.5).contains(&secs), "retry after {secs} s");
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let (retry_after, status, message) = kit::rate_limited(&error);
+    assert_eq!(status, Some(429));
+    assert!(message.contains("Too many requests"), "{message}");
+    let secs = retry_after.as_secs_f64();
+    assert!((115.0..=120.5).contains(&secs), "retry after {secs} s");
     assert!(fake.posts().is_empty());
 }
 
@@ -304,9 +269,7 @@ async fn the_fakes_own_per_account_limit_answers_429_without_retry_after() {
 
 #[tokio::test]
 async fn a_connection_dropped_after_storing_is_unknown_and_reconcile_returns_the_same_status() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
     let post = post("Evacuate building C now.");
     fake.drop_after_store_next(1);
 
@@ -372,9 +335,7 @@ async fn injected_latency_delays_every_post() {
 
 #[tokio::test]
 async fn reconcile_after_the_idempotency_hour_finds_the_status_by_listing_the_account() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, token, account) = setup().await;
     let mut post = post("Water is safe to drink again.\nThank you for your patience & care <3");
     post.first_attempt_at = Utc::now() - chrono::Duration::hours(2);
     // The post went out two hours ago, then 60 others: the lookup must page (40 a page).
@@ -408,9 +369,7 @@ async fn reconcile_after_the_idempotency_hour_finds_the_status_by_listing_the_ac
 
 #[tokio::test]
 async fn reconcile_after_the_hour_is_none_when_the_text_is_absent_or_older_than_the_attempt() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, token, account) = setup().await;
     let mut post = post("Shelter in place until 18:00.");
     post.first_attempt_at = Utc::now() - chrono::Duration::hours(2);
     // The same text went out long before this delivery began: not ours.
@@ -504,86 +463,36 @@ async fn the_fake_answers_json_bodies_lookups_and_missing_tokens_like_mastodon()
     assert_eq!(fake.post_requests(), 3);
 }
 
-fn part(text: &str, root: Option<&str>, parent: Option<&str>, n: usize) -> Post {
-    let mut p = post(text);
-    p.part = n;
-    p.reply_to = parent.map(|parent| ReplyTarget {
-        root_id: root.unwrap_or(parent).to_string(),
-        parent_id: parent.to_string(),
-    });
-    p
-}
-
 #[tokio::test]
 async fn a_thread_of_three_parts_is_a_reply_chain() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
 
-    let first = connector()
-        .publish(&account, &part("1/3 Recall", None, None, 0))
-        .await
-        .unwrap();
-    let second = connector()
-        .publish(
-            &account,
-            &part(
-                "2/3 Lots",
-                Some(&first.remote_id),
-                Some(&first.remote_id),
-                1,
-            ),
-        )
-        .await
-        .unwrap();
-    let third = connector()
-        .publish(
-            &account,
-            &part(
-                "3/3 Refund",
-                Some(&first.remote_id),
-                Some(&second.remote_id),
-                2,
-            ),
-        )
-        .await
-        .unwrap();
+    let ids = kit::publish_thread(
+        &connector(),
+        &account,
+        &["1/3 Recall", "2/3 Lots", "3/3 Refund"],
+    )
+    .await;
 
     let posts = fake.posts();
     assert_eq!(posts.len(), 3);
     assert_eq!(posts[0].in_reply_to_id, None);
-    assert_eq!(
-        posts[1].in_reply_to_id.as_deref(),
-        Some(first.remote_id.as_str())
-    );
-    assert_eq!(
-        posts[2].in_reply_to_id.as_deref(),
-        Some(second.remote_id.as_str())
-    );
-    assert_eq!(posts[2].id, third.remote_id);
+    assert_eq!(posts[1].in_reply_to_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(posts[2].in_reply_to_id.as_deref(), Some(ids[1].as_str()));
+    assert_eq!(posts[2].id, ids[2]);
 
     // Answering a status that is gone is refused by the instance.
     let gone = connector()
-        .publish(&account, &part("4/3", None, Some("123"), 3))
+        .publish(&account, &kit::thread_part("4/3", 3, Some(("123", "123"))))
         .await
         .unwrap_err();
     assert_eq!(gone.class(), "rejected");
     assert_eq!(gone.status(), Some(404));
 }
 
-fn image(url: String, alt: Option<&str>) -> MediaItem {
-    MediaItem {
-        url,
-        alt: alt.map(str::to_string),
-        content_type: None,
-    }
-}
-
 #[tokio::test]
 async fn images_are_uploaded_with_their_alt_text_and_attached_in_order() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
     let mut p = post("The recalled kettle, front and back.");
     p.media = vec![
         image(fake.image_url(), Some("A white K-200 kettle, front")),
@@ -615,9 +524,7 @@ async fn images_are_uploaded_with_their_alt_text_and_attached_in_order() {
 
 #[tokio::test]
 async fn an_upload_still_processing_is_polled_until_ready() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
     fake.set_media_processing(1);
     let mut p = post("Photo of the lot number.");
     p.media = vec![image(fake.image_url(), Some("Lot number 42 on the base"))];
@@ -635,15 +542,12 @@ async fn an_upload_still_processing_is_polled_until_ready() {
 
 #[tokio::test]
 async fn images_that_cannot_go_out_are_rejected_before_posting() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, _, account) = setup().await;
 
     let mut five = post("too many");
     five.media = (0..5).map(|_| image(fake.image_url(), None)).collect();
     let error = connector().publish(&account, &five).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("at most 4"), "{error}");
+    kit::assert_error(&error, "rejected", "at most 4");
 
     let mut missing = post("missing image");
     missing.media = vec![image(
@@ -651,17 +555,14 @@ async fn images_that_cannot_go_out_are_rejected_before_posting() {
         None,
     )];
     let error = connector().publish(&account, &missing).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("image 1"), "{error}");
+    kit::assert_error(&error, "rejected", "image 1");
     assert!(!error.to_string().contains("s3cret"), "{error}");
     assert!(fake.posts().is_empty());
 }
 
 #[tokio::test]
 async fn delete_removes_the_status_and_a_gone_status_counts_as_deleted() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, token, account) = setup().await;
     let published = connector()
         .publish(&account, &post("Posted by mistake"))
         .await
@@ -700,9 +601,7 @@ async fn delete_removes_the_status_and_a_gone_status_counts_as_deleted() {
 
 #[tokio::test]
 async fn check_verifies_the_credentials() {
-    let fake = FakeMastodon::start().await;
-    let token = fake.add_account("kettleco");
-    let account = session(&fake, &token);
+    let (fake, token, account) = setup().await;
     connector().check(&account).await.unwrap();
     assert_eq!(fake.requests_to("/api/v1/accounts/verify_credentials"), 1);
 
@@ -711,8 +610,6 @@ async fn check_verifies_the_credentials() {
     assert_eq!(error.class(), "auth_revoked");
     assert_eq!(error.status(), Some(401));
 }
-
-const REDIRECT: &str = "https://herald.example/v1/oauth/callback";
 
 /// register_app → oauth_app → authorize → the 302 → exchange_code → connect.
 async fn oauth_end_to_end(pkce: bool) {
@@ -746,18 +643,10 @@ async fn oauth_end_to_end(pkce: bool) {
 
     let authorization = app.authorize(REDIRECT, "st4te").unwrap();
     assert_eq!(authorization.verifier.is_some(), pkce);
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let answer = no_redirect.get(&authorization.url).send().await.unwrap();
-    assert_eq!(answer.status(), 302);
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    assert!(location.as_str().starts_with(REDIRECT));
-    let query: std::collections::HashMap<String, String> =
-        location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "st4te");
-    let code = query["code"].clone();
+    let approved = kit::approve(&authorization.url).await;
+    assert!(approved.location.starts_with(REDIRECT));
+    assert_eq!(approved.state(), "st4te");
+    let code = approved.code().to_string();
 
     if pkce {
         // The challenge is checked: no verifier, no token (and the code is spent).
@@ -765,16 +654,9 @@ async fn oauth_end_to_end(pkce: bool) {
             .exchange_code(&http, &code, REDIRECT, None)
             .await
             .unwrap_err();
-        assert_eq!(refused.class(), "rejected");
-        assert!(refused.to_string().contains("invalid_grant"), "{refused}");
+        kit::assert_error(&refused, "rejected", "invalid_grant");
         let again = app.authorize(REDIRECT, "st4te2").unwrap();
-        let answer = no_redirect.get(&again.url).send().await.unwrap();
-        let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-        let code: String = location
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .unwrap();
+        let code = kit::approve(&again.url).await.code().to_string();
         let tokens = app
             .exchange_code(&http, &code, REDIRECT, again.verifier.as_deref())
             .await
@@ -863,22 +745,11 @@ async fn the_fake_token_endpoint_checks_the_client_and_revokes_tokens() {
     let mut app = mastodon
         .oauth_app(&fake.base_url(), &client_id, &client_secret)
         .await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let authorization = app.authorize(REDIRECT, "s").unwrap();
-    let answer = no_redirect.get(&authorization.url).send().await.unwrap();
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    let code: String = location
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let (code, verifier) = kit::oauth_code(&app, REDIRECT).await;
 
     let good_secret = std::mem::replace(&mut app.client_secret, "wrong".into());
     let refused = app
-        .exchange_code(&http, &code, REDIRECT, authorization.verifier.as_deref())
+        .exchange_code(&http, &code, REDIRECT, verifier.as_deref())
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("invalid_client"), "{refused}");
@@ -887,7 +758,7 @@ async fn the_fake_token_endpoint_checks_the_client_and_revokes_tokens() {
     // An unknown client is refused without a redirect.
     let mut other = app.clone();
     other.client_id = "unknown".into();
-    let answer = no_redirect
+    let answer = kit::no_redirect()
         .get(&other.authorize(REDIRECT, "s").unwrap().url)
         .send()
         .await
@@ -895,16 +766,9 @@ async fn the_fake_token_endpoint_checks_the_client_and_revokes_tokens() {
     assert_eq!(answer.status(), 401);
 
     // Revocation: the app revokes its token, which then gets 401.
-    let authorization = app.authorize(REDIRECT, "s").unwrap();
-    let answer = no_redirect.get(&authorization.url).send().await.unwrap();
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    let code: String = location
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let (code, verifier) = kit::oauth_code(&app, REDIRECT).await;
     let tokens = app
-        .exchange_code(&http, &code, REDIRECT, authorization.verifier.as_deref())
+        .exchange_code(&http, &code, REDIRECT, verifier.as_deref())
         .await
         .unwrap();
     let revoke = http

@@ -9,50 +9,7 @@ use herald::keys::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp};
-
-/// A client that shows redirects instead of following them (the browser's part).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Follow an authorization: the fake approves at once and sends the browser
-/// back with `code` and `state`; returns that callback address.
-async fn approve(authorize_url: &str) -> String {
-    let reply = browser().get(authorize_url).send().await.unwrap();
-    assert_eq!(
-        reply.status().as_u16(),
-        302,
-        "{}",
-        reply.text().await.unwrap()
-    );
-    reply.headers()["location"].to_str().unwrap().to_string()
-}
-
-/// Connect an account of `platform` through OAuth end to end; returns the account.
-async fn connect(app: &TestApp, platform: &str, body: Value) -> Value {
-    let started = app
-        .post(
-            &app.admin,
-            &format!("/v1/accounts/connect/{platform}"),
-            body,
-        )
-        .await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let started = started.json();
-    let callback = approve(started["authorize_url"].as_str().unwrap()).await;
-    assert!(
-        callback.starts_with(&format!("{}/v1/oauth/callback?", app.address)),
-        "{callback}"
-    );
-    let reply = app.client.get(&callback).send().await.unwrap();
-    let status = reply.status().as_u16();
-    let text = reply.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::kit;
 
 async fn x_app(fake: &FakeX, jobs_s: u64) -> TestApp {
     let app = fake.network_app();
@@ -61,51 +18,6 @@ async fn x_app(fake: &FakeX, jobs_s: u64) -> TestApp {
         s.dispatch.account_jobs_s = jobs_s;
     })
     .await
-}
-
-/// An approved statement from a JSON body (variants as given).
-async fn approved(app: &TestApp, variants: Value) -> String {
-    let author = app.key(Role::Editor);
-    let body = json!({"title": "K-200 recall", "kind": "crisis", "severity": "moderate", "variants": variants});
-    let id = app.create_statement(&author, body).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.act(&author, &format!("/v1/statements/{id}/submit"))
-        .await
-        .ok();
-    let approver = app.key(Role::Approver);
-    let s = app
-        .act(&approver, &format!("/v1/statements/{id}/approve"))
-        .await
-        .ok();
-    assert_eq!(s["status"], "approved", "{s}");
-    id
-}
-
-async fn publish_now(app: &TestApp, statement: &str, account: &str) -> Value {
-    let reply = app
-        .schedule(statement, &[account], json!({"now": true}))
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-    let id = reply.json()["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.wait_delivery(&id, 20, |d| {
-        d["status"] != "scheduled" && d["status"] != "publishing"
-    })
-    .await
-}
-
-async fn actions(app: &TestApp) -> Vec<String> {
-    let manager = app.key(Role::Manager);
-    app.get(&manager, "/v1/log?limit=200").await.ok()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]
@@ -202,14 +114,8 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
     );
 
     let started = app
-        .post(
-            &app.admin,
-            "/v1/accounts/connect/x",
-            json!({"name": "Kettle Co on X"}),
-        )
+        .start_connect("x", json!({"name": "Kettle Co on X"}))
         .await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let started = started.json();
     let url = reqwest::Url::parse(started["authorize_url"].as_str().unwrap()).unwrap();
     let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
     assert_eq!(query["state"], started["state"].as_str().unwrap());
@@ -219,7 +125,7 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
         format!("{}/v1/oauth/callback", app.address)
     );
 
-    let callback = approve(url.as_str()).await;
+    let callback = kit::approve(url.as_str()).await.location;
     let reply = app.client.get(&callback).send().await.unwrap();
     assert_eq!(reply.status().as_u16(), 200);
     let account: Value = reply.json().await.unwrap();
@@ -228,7 +134,7 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
     assert_eq!(account["remote_name"], "@kettleco");
     assert!(account["token_expires_at"].is_string());
     assert!(account.get("credentials").is_none());
-    let logged = actions(&app).await;
+    let logged = app.recent_actions().await;
     assert!(logged.contains(&"account.connect_started".to_string()));
     assert!(logged.contains(&"account.connected".to_string()));
 
@@ -261,14 +167,7 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
     assert_eq!(bare.status().as_u16(), 400);
 
     // An expired state.
-    let started = app
-        .post(
-            &app.admin,
-            "/v1/accounts/connect/x",
-            json!({"name": "Second"}),
-        )
-        .await
-        .json();
+    let started = app.start_connect("x", json!({"name": "Second"})).await;
     {
         use diesel::prelude::*;
         use herald::db::schema::oauth_states;
@@ -278,7 +177,9 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
             .execute(&mut conn)
             .unwrap();
     }
-    let callback = approve(started["authorize_url"].as_str().unwrap()).await;
+    let callback = kit::approve(started["authorize_url"].as_str().unwrap())
+        .await
+        .location;
     let expired = app.client.get(&callback).send().await.unwrap();
     assert_eq!(expired.status().as_u16(), 400);
     let problem: Value = expired.json().await.unwrap();
@@ -288,14 +189,7 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
     );
 
     // The user refusing on the network's page.
-    let started = app
-        .post(
-            &app.admin,
-            "/v1/accounts/connect/x",
-            json!({"name": "Third"}),
-        )
-        .await
-        .json();
+    let started = app.start_connect("x", json!({"name": "Third"})).await;
     let denied = app
         .client
         .get(format!(
@@ -313,7 +207,7 @@ async fn an_x_account_connects_through_oauth_and_the_state_works_once() {
     assert_eq!(accounts["items"].as_array().unwrap().len(), 1);
 
     // Connecting again under the same name reconnects that account.
-    let again = connect(&app, "x", json!({"name": "Kettle Co on X"})).await;
+    let again = app.connect("x", json!({"name": "Kettle Co on X"})).await;
     assert_eq!(again["id"], account["id"]);
 }
 
@@ -322,15 +216,15 @@ async fn a_thread_goes_out_as_a_reply_chain_and_a_retraction_deletes_every_part(
     let fake = FakeX::start().await;
     fake.add_user("kettleco");
     let app = x_app(&fake, 60).await;
-    let account = connect(&app, "x", json!({"name": "Kettle Co"})).await;
+    let account = app.connect("x", json!({"name": "Kettle Co"})).await;
     let account = account["id"].as_str().unwrap();
-    let statement = approved(
-        &app,
-        json!([{"platform": "x", "text": "1/3 We are recalling the K-200 kettle.",
+    let statement = app
+        .approved_crisis(
+            json!([{"platform": "x", "text": "1/3 We are recalling the K-200 kettle.",
                 "thread": ["2/3 Stop using it now.", "3/3 Refunds: https://example.com/recall"]}]),
-    )
-    .await;
-    let delivery = publish_now(&app, &statement, account).await;
+        )
+        .await;
+    let delivery = app.publish_now(&statement, account).await;
     assert_eq!(delivery["status"], "published", "{delivery}");
     let parts = delivery["parts"].as_array().unwrap();
     assert_eq!(parts.len(), 3);
@@ -375,7 +269,7 @@ async fn a_thread_goes_out_as_a_reply_chain_and_a_retraction_deletes_every_part(
         .await
         .ok();
     assert_eq!(again["deliveries"][0]["outcome"], "already_retracted");
-    let logged = actions(&app).await;
+    let logged = app.recent_actions().await;
     assert!(logged.contains(&"delivery.retracted".to_string()));
     assert!(logged.contains(&"statement.retracted".to_string()));
 }
@@ -385,12 +279,10 @@ async fn a_correction_answers_each_published_post() {
     let fake = FakeX::start().await;
     fake.add_user("kettleco");
     let app = x_app(&fake, 60).await;
-    let account = connect(&app, "x", json!({"name": "Kettle Co"})).await;
+    let account = app.connect("x", json!({"name": "Kettle Co"})).await;
     let account = account["id"].as_str().unwrap();
     let sandbox = app.add_account("sandbox", "Drill", None, json!({})).await;
-    let statement = approved(
-        &app,
-        json!([{"platform": "x", "text": "Batch 42 is affected.", "thread": ["Details follow."]},
+    let statement = app.approved_crisis(json!([{"platform": "x", "text": "Batch 42 is affected.", "thread": ["Details follow."]},
                {"platform": "sandbox", "text": "Batch 42 is affected."}]),
     )
     .await;
@@ -402,11 +294,9 @@ async fn a_correction_answers_each_published_post() {
         app.wait_status(d["id"].as_str().unwrap(), "published", 20)
             .await;
     }
-    let correction = approved(
-        &app,
-        json!([{"platform": "x", "text": "Correction: batches 42 and 43."}]),
-    )
-    .await;
+    let correction = app
+        .approved_crisis(json!([{"platform": "x", "text": "Correction: batches 42 and 43."}]))
+        .await;
     let manager = app.key(Role::Manager);
     let path = format!("/v1/statements/{statement}/correct");
     app.post(&manager, &path, json!({"correction_id": "nope"}))
@@ -431,7 +321,8 @@ async fn a_correction_answers_each_published_post() {
     assert_eq!(posts[2].text, "Correction: batches 42 and 43.");
     assert_eq!(posts[2].reply_to.as_deref(), Some(posts[1].id.as_str()));
     assert!(fix["reply_to_delivery_id"].is_string());
-    assert!(actions(&app)
+    assert!(app
+        .recent_actions()
         .await
         .contains(&"statement.corrected".to_string()));
 }
@@ -487,14 +378,14 @@ async fn an_uploaded_image_is_checked_served_and_reaches_the_network() {
         .await;
     bad.invalid("variants[0].media");
 
-    let account = connect(&app, "x", json!({"name": "Kettle Co"})).await;
-    let statement = approved(
-        &app,
-        json!([{"platform": "x", "text": "The affected kettle:",
+    let account = app.connect("x", json!({"name": "Kettle Co"})).await;
+    let statement = app.approved_crisis(json!([{"platform": "x", "text": "The affected kettle:",
                 "media": [{"media_id": media["id"], "alt": "A K-200 kettle, batch number on its base"}]}]),
     )
     .await;
-    let d = publish_now(&app, &statement, account["id"].as_str().unwrap()).await;
+    let d = app
+        .publish_now(&statement, account["id"].as_str().unwrap())
+        .await;
     assert_eq!(d["status"], "published", "{d}");
     let uploaded = fake.media();
     assert_eq!(uploaded.len(), 1);
@@ -510,7 +401,7 @@ async fn a_preflight_check_finds_revoked_credentials_long_before_the_post() {
     let fake = FakeX::start().await;
     let user = fake.add_user("kettleco");
     let app = x_app(&fake, 1).await;
-    let account = connect(&app, "x", json!({"name": "Kettle Co"})).await;
+    let account = app.connect("x", json!({"name": "Kettle Co"})).await;
     let account = account["id"].as_str().unwrap().to_string();
 
     let editor = app.key(Role::Editor);
@@ -521,7 +412,9 @@ async fn a_preflight_check_finds_revoked_credentials_long_before_the_post() {
     assert_eq!(ok["ok"], true, "{ok}");
 
     // A delivery 30 minutes ahead: both checks (24 h and 1 h) are due.
-    let statement = approved(&app, json!([{"platform": "x", "text": "Planned update"}])).await;
+    let statement = app
+        .approved_crisis(json!([{"platform": "x", "text": "Planned update"}]))
+        .await;
     let at = (chrono::Utc::now() + chrono::Duration::minutes(30)).to_rfc3339();
     let reply = app
         .schedule(&statement, &[&account], json!({"at": at}))
@@ -555,7 +448,8 @@ async fn a_preflight_check_finds_revoked_credentials_long_before_the_post() {
     assert!(failed["error"].is_string());
     assert_eq!(failed["account"]["status"], "needs_reauth");
     assert!(failed["account"]["check_error"].is_string());
-    assert!(actions(&app)
+    assert!(app
+        .recent_actions()
         .await
         .contains(&"account.check_failed".to_string()));
     let listed = app
@@ -570,79 +464,42 @@ async fn the_refresh_job_renews_an_expiring_x_token_once_and_marks_a_dead_one() 
     let fake = FakeX::start().await;
     fake.add_user("kettleco");
     let app = x_app(&fake, 1).await;
-    let account = connect(&app, "x", json!({"name": "Kettle Co"})).await;
+    let account = app.connect("x", json!({"name": "Kettle Co"})).await;
     let id = account["id"].as_str().unwrap().to_string();
     assert_eq!(fake.refreshes(), 0);
 
     // The token now expires in 10 minutes: inside X's 30-minute lead.
-    {
-        use diesel::prelude::*;
-        use herald::db::schema::accounts;
-        let mut conn = app.pool.get().unwrap();
-        diesel::update(accounts::table.find(&id))
-            .set(
-                accounts::token_expires_at
-                    .eq(Some(herald::db::now() + chrono::Duration::minutes(10))),
-            )
-            .execute(&mut conn)
-            .unwrap();
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let renewed = loop {
-        let a = app
-            .get(&app.admin, &format!("/v1/accounts/{id}"))
-            .await
-            .ok();
-        let expires =
-            chrono::DateTime::parse_from_rfc3339(a["token_expires_at"].as_str().unwrap()).unwrap();
-        if expires > chrono::Utc::now() + chrono::Duration::minutes(90) {
-            break a;
-        }
-        assert!(std::time::Instant::now() < deadline, "never renewed: {a}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    app.expire_token_in(&id, chrono::Duration::minutes(10));
+    let renewed = app
+        .wait_account(&id, 15, |a| {
+            let expires =
+                chrono::DateTime::parse_from_rfc3339(a["token_expires_at"].as_str().unwrap())
+                    .unwrap();
+            expires > chrono::Utc::now() + chrono::Duration::minutes(90)
+        })
+        .await;
     assert_eq!(renewed["status"], "active");
     // A few more job runs: the new token is not due, so no second refresh.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(fake.refreshes(), 1);
-    assert!(actions(&app)
+    assert!(app
+        .recent_actions()
         .await
         .contains(&"account.token_refreshed".to_string()));
 
     // The renewed (rotated) credentials publish.
-    let statement = approved(&app, json!([{"platform": "x", "text": "After refresh"}])).await;
-    let d = publish_now(&app, &statement, &id).await;
+    let statement = app
+        .approved_crisis(json!([{"platform": "x", "text": "After refresh"}]))
+        .await;
+    let d = app.publish_now(&statement, &id).await;
     assert_eq!(d["status"], "published", "{d}");
 
     // The user revokes Herald: the next refresh fails, and the account says why.
     fake.revoke_user("kettleco");
-    {
-        use diesel::prelude::*;
-        use herald::db::schema::accounts;
-        let mut conn = app.pool.get().unwrap();
-        diesel::update(accounts::table.find(&id))
-            .set(
-                accounts::token_expires_at
-                    .eq(Some(herald::db::now() + chrono::Duration::minutes(10))),
-            )
-            .execute(&mut conn)
-            .unwrap();
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let account = loop {
-        let a = app
-            .get(&app.admin, &format!("/v1/accounts/{id}"))
-            .await
-            .ok();
-        if a["status"] == "needs_reauth" {
-            break a;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never needs_reauth: {a}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    app.expire_token_in(&id, chrono::Duration::minutes(10));
+    let account = app
+        .wait_account(&id, 15, |a| a["status"] == "needs_reauth")
+        .await;
     assert!(
         account["status_reason"]
             .as_str()
@@ -655,7 +512,8 @@ async fn the_refresh_job_renews_an_expiring_x_token_once_and_marks_a_dead_one() 
         .await
         .ok();
     assert_eq!(listed["items"][0]["id"], id.as_str());
-    assert!(actions(&app)
+    assert!(app
+        .recent_actions()
         .await
         .contains(&"account.needs_reauth".to_string()));
 }
@@ -674,12 +532,12 @@ async fn mastodon_accounts_connect_with_one_app_registration_per_instance() {
     )
     .await
     .invalid("base_url");
-    let first = connect(
-        &app,
-        "mastodon",
-        json!({"name": "Kettle Co", "base_url": fake.base_url()}),
-    )
-    .await;
+    let first = app
+        .connect(
+            "mastodon",
+            json!({"name": "Kettle Co", "base_url": fake.base_url()}),
+        )
+        .await;
     assert_eq!(first["platform"], "mastodon");
     assert_eq!(
         first["max_characters"], 500,
@@ -694,23 +552,25 @@ async fn mastodon_accounts_connect_with_one_app_registration_per_instance() {
     );
     fake.add_account("kettlehelp");
     fake.set_authorizing_account("kettlehelp");
-    let second = connect(
-        &app,
-        "mastodon",
-        json!({"name": "Kettle Co help", "base_url": fake.base_url()}),
-    )
-    .await;
+    let second = app
+        .connect(
+            "mastodon",
+            json!({"name": "Kettle Co help", "base_url": fake.base_url()}),
+        )
+        .await;
     assert_ne!(first["id"], second["id"]);
     // Herald registered itself once on the instance and reused it.
     assert_eq!(fake.apps().len(), 1);
 
     // The connected account publishes a thread.
-    let statement = approved(
-        &app,
-        json!([{"platform": "mastodon", "text": "Part one", "thread": ["Part two"]}]),
-    )
-    .await;
-    let d = publish_now(&app, &statement, first["id"].as_str().unwrap()).await;
+    let statement = app
+        .approved_crisis(
+            json!([{"platform": "mastodon", "text": "Part one", "thread": ["Part two"]}]),
+        )
+        .await;
+    let d = app
+        .publish_now(&statement, first["id"].as_str().unwrap())
+        .await;
     assert_eq!(d["status"], "published", "{d}");
     let posts = fake.posts();
     assert_eq!(posts.len(), 2);

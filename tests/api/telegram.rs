@@ -5,43 +5,16 @@ use std::time::Duration;
 use chrono::Utc;
 use herald::fakes::telegram::{FakeTelegram, FakeTelegramConfig, FloodLimit};
 use herald::platforms::telegram::Telegram;
-use herald::platforms::{
-    AccountSession, Connector, ConnectorError, Credentials, MediaItem, Platform, Post, ReplyTarget,
-};
+use herald::platforms::{AccountSession, Connector, ConnectorError, MediaItem, Platform};
+
+use crate::kit::{self, post};
 
 fn session(fake: &FakeTelegram, token: &str, chat_id: &str) -> AccountSession {
-    let credentials = Credentials::new(
-        [
-            ("bot_token".to_string(), token.to_string()),
-            ("chat_id".to_string(), chat_id.to_string()),
-        ]
-        .into(),
-    );
-    AccountSession::new(
-        "acc-tg",
+    kit::session(
         Platform::Telegram,
-        "Kettle Co channel",
         Some(&format!("{}/", fake.base_url())),
-        credentials,
+        &[("bot_token", token), ("chat_id", chat_id)],
     )
-}
-
-fn post(text: &str) -> Post {
-    let now = Utc::now();
-    Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        language: Some("en".into()),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
-    }
 }
 
 fn connector() -> Telegram {
@@ -110,25 +83,7 @@ async fn a_private_channel_by_numeric_id_has_no_public_link() {
 async fn a_three_part_thread_replies_to_each_previous_part() {
     let (fake, token, chat) = setup().await;
     let account = session(&fake, &token, "@kettle_news");
-    let mut ids: Vec<String> = Vec::new();
-    for (part, text) in [
-        "1/3 Boil water notice.",
-        "2/3 Area: north.",
-        "3/3 Until Friday.",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut p = post(text);
-        p.part = part;
-        if let Some(parent) = ids.last() {
-            p.reply_to = Some(ReplyTarget {
-                root_id: ids[0].clone(),
-                parent_id: parent.clone(),
-            });
-        }
-        ids.push(connector().publish(&account, &p).await.unwrap().remote_id);
-    }
+    let ids = kit::publish_thread(&connector(), &account, &kit::THREAD).await;
     let messages = fake.messages();
     assert_eq!(messages.len(), 3);
     assert_eq!(messages[0].reply_to, None);
@@ -185,8 +140,7 @@ async fn a_revoked_token_a_kicked_bot_and_a_missing_chat_mean_reconnect() {
         .publish(&session(&fake, &token, "@nobody_here"), &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(missing.class(), "auth_revoked");
-    assert!(missing.to_string().contains("chat not found"), "{missing}");
+    kit::assert_error(&missing, "auth_revoked", "chat not found");
 
     let other = fake.add_channel(&token, Some("other_news"));
     fake.forbid_posting(&token, other);
@@ -194,11 +148,7 @@ async fn a_revoked_token_a_kicked_bot_and_a_missing_chat_mean_reconnect() {
         .publish(&session(&fake, &token, "@other_news"), &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(read_only.class(), "auth_revoked");
-    assert!(
-        read_only.to_string().contains("not enough rights"),
-        "{read_only}"
-    );
+    kit::assert_error(&read_only, "auth_revoked", "not enough rights");
 
     fake.revoke(&token);
     let revoked = connector
@@ -250,21 +200,13 @@ async fn flood_control_answers_429_with_retry_after_and_stores_nothing() {
         .publish(&account, &post("two"))
         .await
         .unwrap_err();
-    match error {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            message,
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Duration::from_secs(1));
-            assert!(
-                message.contains("Too Many Requests: retry after 1"),
-                "{message}"
-            );
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let (retry_after, status, message) = kit::rate_limited(&error);
+    assert_eq!(status, Some(429));
+    assert_eq!(retry_after, Duration::from_secs(1));
+    assert!(
+        message.contains("Too Many Requests: retry after 1"),
+        "{message}"
+    );
 
     fake.rate_limit_next(1, 17);
     let injected = connector()
@@ -295,18 +237,13 @@ async fn server_errors_are_transient_and_bad_text_is_rejected_with_telegrams_wor
         .publish(&account, &post(&"🚨".repeat(2049)))
         .await
         .unwrap_err();
-    assert_eq!(long.class(), "rejected");
-    assert!(long.to_string().contains("message is too long"), "{long}");
+    kit::assert_error(&long, "rejected", "message is too long");
 
     let empty = connector()
         .publish(&account, &post("  "))
         .await
         .unwrap_err();
-    assert_eq!(empty.class(), "rejected");
-    assert!(
-        empty.to_string().contains("message text is empty"),
-        "{empty}"
-    );
+    kit::assert_error(&empty, "rejected", "message text is empty");
     assert!(fake.messages().is_empty());
 }
 
@@ -355,11 +292,7 @@ async fn after_a_dropped_connection_the_outcome_stays_unknown_and_nothing_is_res
     );
 
     let reconciled = connector().reconcile(&account, &post).await.unwrap_err();
-    assert_eq!(reconciled.class(), "unknown");
-    assert!(
-        reconciled.to_string().contains("Telegram cannot be asked"),
-        "{reconciled}"
-    );
+    kit::assert_error(&reconciled, "unknown", "Telegram cannot be asked");
     assert_eq!(fake.send_requests(), 1, "reconcile never sends again");
     assert_eq!(fake.messages().len(), 1);
 }
@@ -391,18 +324,10 @@ async fn a_stall_past_the_client_timeout_is_unknown_and_names_no_url() {
 async fn a_refused_connection_is_transient_and_names_no_url() {
     let fake = FakeTelegram::start().await;
     let token = fake.add_bot("herald_bot");
-    let account = AccountSession::new(
-        "acc-tg",
+    let account = kit::session(
         Platform::Telegram,
-        "x",
         None,
-        Credentials::new(
-            [
-                ("bot_token".to_string(), token.clone()),
-                ("chat_id".to_string(), "@kettle_news".to_string()),
-            ]
-            .into(),
-        ),
+        &[("bot_token", &token), ("chat_id", "@kettle_news")],
     );
     let error = connector()
         .publish(&account, &post("hi"))
@@ -445,11 +370,7 @@ async fn delete_removes_the_message_and_a_gone_one_counts_as_deleted() {
         .delete(&account, &old.remote_id)
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error.to_string().contains("message can't be deleted"),
-        "{error}"
-    );
+    kit::assert_error(&error, "rejected", "message can't be deleted");
     assert!(error.to_string().contains("48 hours"), "{error}");
     assert!(!fake.messages()[1].deleted);
 
@@ -473,8 +394,7 @@ async fn check_proves_the_token_and_the_chat() {
 
     fake.remove_bot(&token, chat);
     let removed = connector().check(&account).await.unwrap_err();
-    assert_eq!(removed.class(), "auth_revoked");
-    assert!(removed.to_string().contains("not a member"), "{removed}");
+    kit::assert_error(&removed, "auth_revoked", "not a member");
 
     fake.revoke(&token);
     let revoked = connector().check(&account).await.unwrap_err();

@@ -7,9 +7,11 @@ use herald::config::NetworkApp;
 use herald::fakes::threads::{FakeThreads, FakeThreadsConfig, FakeThreadsUser};
 use herald::platforms::threads::Threads;
 use herald::platforms::{
-    AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
-    OAuthNetwork, Platform, Post, ReplyTarget,
+    AccountSession, ConnectRequest, Connector, ConnectorError, MediaItem, OAuthNetwork, Platform,
+    Post,
 };
+
+use crate::kit::{self, post};
 
 fn app(fake: &FakeThreads) -> NetworkApp {
     NetworkApp {
@@ -35,20 +37,12 @@ fn session_with(
     token: &str,
     extra: &[(&str, String)],
 ) -> AccountSession {
-    let mut values: std::collections::BTreeMap<String, String> = [
-        ("access_token".to_string(), token.to_string()),
-        ("user_id".to_string(), user.user_id.clone()),
-    ]
-    .into();
-    for (k, v) in extra {
-        values.insert(k.to_string(), v.clone());
-    }
-    AccountSession::new(
-        "acc-threads",
+    let mut values = vec![("access_token", token), ("user_id", user.user_id.as_str())];
+    values.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    kit::session(
         Platform::Threads,
-        "Kettle Co",
         Some(&format!("{}/", fake.base_url())),
-        Credentials::new(values),
+        &values,
     )
 }
 
@@ -56,32 +50,49 @@ fn session(fake: &FakeThreads, user: &FakeThreadsUser) -> AccountSession {
     session_with(fake, user, &user.token, &[])
 }
 
-fn post(text: &str) -> Post {
-    let now = Utc::now();
-    Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: "statement-1".into(),
-        statement_version: 1,
-        title: "Recall".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        language: Some("en".into()),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
-    }
+/// A fake with the user `kettleco`, that user's account, and the connector.
+async fn setup() -> (FakeThreads, FakeThreadsUser, AccountSession, Threads) {
+    let fake = FakeThreads::start().await;
+    let user = fake.add_user("kettleco");
+    let account = session(&fake, &user);
+    let threads = connector(&fake);
+    (fake, user, account, threads)
 }
 
+/// A 60-day token issued `age_days` ago, and the account holding it with
+/// that issue time and expiry.
+fn aged_session(
+    fake: &FakeThreads,
+    user: &FakeThreadsUser,
+    age_days: u64,
+) -> (String, AccountSession) {
+    let now = Utc::now();
+    let token = fake
+        .issue_token(
+            &user.user_id,
+            Duration::from_secs(age_days * 86_400),
+            Duration::from_secs(60 * 86_400),
+        )
+        .unwrap();
+    let age = chrono::Duration::days(age_days as i64);
+    let account = session_with(
+        fake,
+        user,
+        &token,
+        &[
+            ("issued_at", rfc3339(now - age)),
+            (
+                "expires_at",
+                rfc3339(now - age + chrono::Duration::days(60)),
+            ),
+        ],
+    );
+    (token, account)
+}
+
+/// Part `part` of a thread, answering `parent` in the thread of `root`.
 fn reply(text: &str, root: &str, parent: &str, part: usize) -> Post {
-    let mut p = post(text);
-    p.part = part;
-    p.reply_to = Some(ReplyTarget {
-        root_id: root.into(),
-        parent_id: parent.into(),
-    });
-    p
+    kit::thread_part(text, part, Some((root, parent)))
 }
 
 #[tokio::test]
@@ -91,35 +102,20 @@ async fn the_oauth_code_flow_connects_with_a_long_lived_token() {
     let threads = connector(&fake);
     let oauth = threads.oauth_app().expect("configured");
     let redirect = "https://herald.example/v1/oauth/callback";
-    let authorization = oauth.authorize(redirect, "st4te").unwrap();
-    assert!(authorization.verifier.is_none(), "Threads offers no PKCE");
-    assert!(authorization
+    let flow = kit::code_flow(&oauth, redirect).await;
+    assert!(flow.verifier.is_none(), "Threads offers no PKCE");
+    assert!(flow
         .url
         .starts_with(&format!("{}/oauth/authorize?", fake.base_url())));
+    assert!(flow.location.starts_with(redirect));
 
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let answer = browser.get(&authorization.url).send().await.unwrap();
-    assert_eq!(answer.status(), 302);
-    let location = reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-    assert!(location.as_str().starts_with(redirect));
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "st4te");
-    let code = &query["code"];
-
-    let http = reqwest::Client::new();
-    let tokens = oauth
-        .exchange_code(&http, code, redirect, None)
-        .await
-        .unwrap();
+    let tokens = flow.tokens;
     assert_eq!(
         tokens.extra_str("user_id").as_deref(),
         Some(user.user_id.as_str())
     );
     let reused = oauth
-        .exchange_code(&http, code, redirect, None)
+        .exchange_code(&reqwest::Client::new(), &flow.code, redirect, None)
         .await
         .unwrap_err();
     assert_eq!(reused.class(), "rejected", "codes are single-use: {reused}");
@@ -192,46 +188,25 @@ async fn publishing_makes_a_text_container_then_publishes_it() {
 
 #[tokio::test]
 async fn a_three_part_thread_replies_to_each_previous_part() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, _, account, threads) = setup().await;
 
-    let first = threads
-        .publish(&account, &post("1/3 Recall notice."))
-        .await
-        .unwrap();
-    let second = threads
-        .publish(
-            &account,
-            &reply("2/3 Which models.", &first.remote_id, &first.remote_id, 1),
-        )
-        .await
-        .unwrap();
-    let third = threads
-        .publish(
-            &account,
-            &reply("3/3 Refunds.", &first.remote_id, &second.remote_id, 2),
-        )
-        .await
-        .unwrap();
+    let ids = kit::publish_thread(
+        &threads,
+        &account,
+        &["1/3 Recall notice.", "2/3 Which models.", "3/3 Refunds."],
+    )
+    .await;
 
     let stored = fake.posts();
     assert_eq!(stored.len(), 3);
     assert_eq!(stored[0].reply_to_id, None);
-    assert_eq!(
-        stored[1].reply_to_id.as_deref(),
-        Some(first.remote_id.as_str())
-    );
-    assert_eq!(
-        stored[2].reply_to_id.as_deref(),
-        Some(second.remote_id.as_str())
-    );
-    assert_eq!(stored[2].id, third.remote_id);
+    assert_eq!(stored[1].reply_to_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(stored[2].reply_to_id.as_deref(), Some(ids[1].as_str()));
+    assert_eq!(stored[2].id, ids[2]);
 
     // A reply to a post that is gone is refused.
     let orphan = threads
-        .publish(&account, &reply("4/3", &first.remote_id, "999", 3))
+        .publish(&account, &reply("4/3", &ids[0], "999", 3))
         .await
         .unwrap_err();
     assert_eq!(orphan.class(), "rejected", "{orphan}");
@@ -297,23 +272,14 @@ async fn a_container_that_fails_is_rejected_with_its_error_message() {
 
 #[tokio::test]
 async fn the_fake_enforces_the_text_rules_herald_measures() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, _, account, threads) = setup().await;
 
     let six: String = (1..=6)
         .map(|i| format!("https://example.org/{i} "))
         .collect();
     assert!(!herald::platforms::check(Platform::Threads, &six, None).ok());
     let error = threads.publish(&account, &post(&six)).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(
-        error
-            .to_string()
-            .contains("THREADS_API__LINK_LIMIT_EXCEEDED"),
-        "{error}"
-    );
+    kit::assert_error(&error, "rejected", "THREADS_API__LINK_LIMIT_EXCEEDED");
 
     // 496 letters and one emoji of 4 bytes: exactly 500.
     let fits = format!("{}😀", "a".repeat(496));
@@ -322,8 +288,7 @@ async fn the_fake_enforces_the_text_rules_herald_measures() {
     let over = format!("{}😀", "a".repeat(497));
     assert!(!herald::platforms::check(Platform::Threads, &over, None).ok());
     let error = threads.publish(&account, &post(&over)).await.unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("code 100"), "{error}");
+    kit::assert_error(&error, "rejected", "code 100");
     assert_eq!(fake.posts().len(), 1);
 }
 
@@ -335,22 +300,7 @@ async fn an_old_token_is_refreshed_and_a_young_one_is_left_alone() {
     let now = Utc::now();
 
     // Issued 55 days ago, 5 days left.
-    let old = fake
-        .issue_token(
-            &user.user_id,
-            Duration::from_secs(55 * 86_400),
-            Duration::from_secs(60 * 86_400),
-        )
-        .unwrap();
-    let account = session_with(
-        &fake,
-        &user,
-        &old,
-        &[
-            ("issued_at", rfc3339(now - chrono::Duration::days(55))),
-            ("expires_at", rfc3339(now + chrono::Duration::days(5))),
-        ],
-    );
+    let (old, account) = aged_session(&fake, &user, 55);
     let expires = threads.refresh(&account).await.unwrap().unwrap();
     let days = (expires - Utc::now()).num_hours() as f64 / 24.0;
     assert!((59.0..=60.1).contains(&days), "{days}");
@@ -398,23 +348,8 @@ async fn an_old_token_is_refreshed_and_a_young_one_is_left_alone() {
 async fn publishing_renews_a_token_close_to_expiry_first() {
     let fake = FakeThreads::start().await;
     let user = fake.add_user("kettleco");
-    let now = Utc::now();
-    let old = fake
-        .issue_token(
-            &user.user_id,
-            Duration::from_secs(58 * 86_400),
-            Duration::from_secs(60 * 86_400),
-        )
-        .unwrap();
-    let account = session_with(
-        &fake,
-        &user,
-        &old,
-        &[
-            ("issued_at", rfc3339(now - chrono::Duration::days(58))),
-            ("expires_at", rfc3339(now + chrono::Duration::days(2))),
-        ],
-    );
+    // Issued 58 days ago, 2 days left.
+    let (old, account) = aged_session(&fake, &user, 58);
     connector(&fake)
         .publish(&account, &post("hello"))
         .await
@@ -434,8 +369,7 @@ async fn a_revoked_or_expired_token_means_the_account_must_be_reconnected() {
         .publish(&session(&fake, &user), &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "auth_revoked", "{error}");
-    assert!(error.to_string().contains("190"), "{error}");
+    kit::assert_error(&error, "auth_revoked", "190");
     assert!(!error.to_string().contains(&user.token));
     assert_eq!(
         threads
@@ -452,17 +386,13 @@ async fn a_revoked_or_expired_token_means_the_account_must_be_reconnected() {
         .publish(&session(&fake, &other), &post("hi"))
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "auth_revoked");
-    assert!(error.to_string().contains("190/463"), "{error}");
+    kit::assert_error(&error, "auth_revoked", "190/463");
     assert!(fake.posts().is_empty());
 }
 
 #[tokio::test]
 async fn throttling_waits_as_long_as_the_usage_header_says() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, _, account, threads) = setup().await;
     let post = post("hi");
     fake.rate_limit_next(1, 4, Some(7));
     let error = threads.publish(&account, &post).await.unwrap_err();
@@ -503,18 +433,10 @@ async fn a_full_posting_window_waits_until_its_oldest_post_leaves_it() {
         .publish(&account, &post("one too many"))
         .await
         .unwrap_err();
-    match &error {
-        ConnectorError::RateLimited {
-            retry_after,
-            message,
-            ..
-        } => {
-            let s = retry_after.as_secs();
-            assert!((3590..=3601).contains(&s), "{s}");
-            assert!(message.contains("publishing limit"), "{message}");
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let (retry_after, _, message) = kit::rate_limited(&error);
+    let s = retry_after.as_secs();
+    assert!((3590..=3601).contains(&s), "{s}");
+    assert!(message.contains("publishing limit"), "{message}");
     assert_eq!(
         fake.requests_to(&format!("/v1.0/{}/threads_publishing_limit", user.user_id)),
         1
@@ -530,10 +452,7 @@ async fn a_full_posting_window_waits_until_its_oldest_post_leaves_it() {
 
 #[tokio::test]
 async fn a_server_error_on_publish_is_transient_and_the_retry_reuses_the_container() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, _, account, threads) = setup().await;
     let post = post("Update: the plant is closed today.");
     fake.fail_next(1, 503);
     let error = threads.publish(&account, &post).await.unwrap_err();
@@ -546,10 +465,7 @@ async fn a_server_error_on_publish_is_transient_and_the_retry_reuses_the_contain
 
 #[tokio::test]
 async fn after_a_lost_answer_reconcile_finds_the_post_without_a_duplicate() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, _, account, threads) = setup().await;
     let post = post("Stop using the K-200 kettle.");
     fake.drop_after_store_next(1);
     let error = threads.publish(&account, &post).await.unwrap_err();
@@ -582,10 +498,7 @@ async fn after_a_lost_answer_reconcile_finds_the_post_without_a_duplicate() {
 
 #[tokio::test]
 async fn reconcile_finds_a_thread_part_among_the_replies_by_text_and_parent() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, user, account, threads) = setup().await;
     let first = threads
         .publish(&account, &post("1/2 Recall."))
         .await
@@ -623,10 +536,7 @@ async fn reconcile_finds_a_thread_part_among_the_replies_by_text_and_parent() {
 
 #[tokio::test]
 async fn reconcile_publishes_a_ready_container_only_before_the_deadline() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, _, account, threads) = setup().await;
     let mut late = post("Too late now.");
     fake.fail_next(1, 500);
     assert_eq!(
@@ -659,10 +569,7 @@ async fn reconcile_publishes_a_ready_container_only_before_the_deadline() {
 
 #[tokio::test]
 async fn deleting_a_post_and_a_post_already_gone_both_succeed() {
-    let fake = FakeThreads::start().await;
-    let user = fake.add_user("kettleco");
-    let account = session(&fake, &user);
-    let threads = connector(&fake);
+    let (fake, user, account, threads) = setup().await;
     let published = threads
         .publish(&account, &post("Wrong statement."))
         .await

@@ -11,6 +11,9 @@ use herald::platforms::webhook::{verify, Webhook};
 use herald::platforms::{AccountSession, Connector, ConnectorError, Credentials, Platform, Post};
 use serde_json::Value;
 
+use crate::helpers::LocalServer;
+use crate::kit;
+
 const SECRET: &str = "whsec-4f1c9a";
 
 /// One request as the receiver saw it.
@@ -43,39 +46,30 @@ struct Log {
 struct Receiver {
     url: String,
     log: Arc<Mutex<Log>>,
-    handle: actix_web::dev::ServerHandle,
+    _server: LocalServer,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://127.0.0.1:{}/hooks/herald",
-            listener.local_addr().unwrap().port()
-        );
         let log = Arc::new(Mutex::new(Log::default()));
         let data = web::Data::from(log.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .default_service(web::to(record))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                let _ = tx.send(server.handle());
-                let _ = server.await;
+        let server = LocalServer::start("/hooks/herald", move |listener| {
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .default_service(web::to(record))
             })
-        });
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run()
+        })
+        .await;
         Receiver {
-            url,
+            url: server.url.clone(),
             log,
-            handle: rx.await.unwrap(),
+            _server: server,
         }
     }
 
@@ -89,12 +83,6 @@ impl Receiver {
 
     fn received(&self) -> Vec<Received> {
         self.log.lock().unwrap().received.clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
     }
 }
 
@@ -123,34 +111,27 @@ async fn record(req: HttpRequest, body: web::Bytes, log: web::Data<Mutex<Log>>) 
 }
 
 fn account(url: &str, secret: Option<&str>) -> AccountSession {
-    let mut values = vec![("url".to_string(), url.to_string())];
-    if let Some(secret) = secret {
-        values.push(("secret".to_string(), secret.to_string()));
+    let mut values = vec![("url", url)];
+    values.extend(secret.map(|secret| ("secret", secret)));
+    AccountSession {
+        id: "acc-hook".into(),
+        name: "Intranet".into(),
+        ..kit::session(Platform::Webhook, None, &values)
     }
-    AccountSession::new(
-        "acc-hook",
-        Platform::Webhook,
-        "Intranet",
-        None,
-        Credentials::new(values.into_iter().collect()),
-    )
 }
 
+/// Delivery `del-42` of version 3 of statement `st-7`, planned a minute ago.
 fn post() -> Post {
-    let now = Utc::now();
     Post {
         delivery_id: "del-42".into(),
         statement_id: "st-7".into(),
         statement_version: 3,
         title: "Kettle recall".into(),
-        kind: "crisis".into(),
-        text: "Stop using the K-200 kettle. Ünïcode & \"quotes\".".into(),
-        language: Some("en".into()),
-        planned_at: now - chrono::Duration::minutes(1),
         idempotency_key: "idem-42".into(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
+        ..kit::post_at(
+            "Stop using the K-200 kettle. Ünïcode & \"quotes\".",
+            Utc::now() - chrono::Duration::minutes(1),
+        )
     }
 }
 
@@ -234,27 +215,16 @@ async fn refusals_are_classified_by_status() {
     receiver.answer_next(401, vec![], "");
 
     let transient = webhook().publish(&account, &post()).await.unwrap_err();
-    assert_eq!(transient.class(), "transient");
-    assert!(
-        transient.to_string().contains("database down"),
-        "{transient}"
-    );
+    kit::assert_error(&transient, "transient", "database down");
 
     let gone = webhook().publish(&account, &post()).await.unwrap_err();
     assert_eq!(gone.class(), "auth_revoked");
     assert_eq!(gone.status(), Some(410));
 
-    match webhook().publish(&account, &post()).await.unwrap_err() {
-        ConnectorError::RateLimited {
-            retry_after,
-            status,
-            ..
-        } => {
-            assert_eq!(retry_after, Duration::from_secs(17));
-            assert_eq!(status, Some(429));
-        }
-        other => panic!("expected RateLimited, got {other:?}"),
-    }
+    let error = webhook().publish(&account, &post()).await.unwrap_err();
+    let (retry_after, status, _) = kit::rate_limited(&error);
+    assert_eq!(retry_after, Duration::from_secs(17));
+    assert_eq!(status, Some(429));
 
     match webhook().publish(&account, &post()).await.unwrap_err() {
         ConnectorError::Rejected { message, status } => {
@@ -270,11 +240,7 @@ async fn refusals_are_classified_by_status() {
     }
 
     let refused = webhook().publish(&account, &post()).await.unwrap_err();
-    assert_eq!(refused.class(), "auth_revoked");
-    assert!(
-        refused.to_string().contains("refused Herald's credentials"),
-        "{refused}"
-    );
+    kit::assert_error(&refused, "auth_revoked", "refused Herald's credentials");
     assert_eq!(receiver.received().len(), 5);
 }
 

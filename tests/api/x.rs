@@ -12,24 +12,25 @@ use herald::fakes::x::{FakeX, FakeXConfig, FakeXLimits, FakeXUser, RateLimit};
 use herald::platforms::x::X;
 use herald::platforms::{
     AccountSession, ConnectRequest, Connector, ConnectorError, Credentials, MediaItem,
-    OAuthNetwork, Platform, Post, ReplyTarget,
+    OAuthNetwork, Platform, Post,
 };
 
+use crate::kit::{self, post, REDIRECT};
+
 const USER: &str = "cityhall";
-const REDIRECT: &str = "https://herald.example/v1/oauth/callback";
 
 fn connector(fake: &FakeX) -> X {
     X::new(reqwest::Client::new(), fake.network_app())
 }
 
 fn credentials_of(user: &FakeXUser, expires_at: DateTime<Utc>) -> Credentials {
-    Credentials::new(BTreeMap::from([
-        ("access_token".to_string(), user.access_token.clone()),
-        ("refresh_token".to_string(), user.refresh_token.clone()),
-        ("user_id".to_string(), user.id.clone()),
-        ("username".to_string(), user.username.clone()),
-        ("expires_at".to_string(), expires_at.to_rfc3339()),
-    ]))
+    kit::credentials(&[
+        ("access_token", &user.access_token),
+        ("refresh_token", &user.refresh_token),
+        ("user_id", &user.id),
+        ("username", &user.username),
+        ("expires_at", &expires_at.to_rfc3339()),
+    ])
 }
 
 fn session(credentials: Credentials) -> AccountSession {
@@ -52,33 +53,9 @@ async fn setup_with(config: FakeXConfig) -> (FakeX, AccountSession, FakeXUser) {
     (fake, account, user)
 }
 
-fn post(text: &str) -> Post {
-    let now = Utc::now();
-    Post {
-        delivery_id: uuid::Uuid::now_v7().to_string(),
-        statement_id: uuid::Uuid::now_v7().to_string(),
-        statement_version: 1,
-        title: "Flood warning".into(),
-        kind: "crisis".into(),
-        text: text.into(),
-        language: Some("en".into()),
-        planned_at: now,
-        idempotency_key: uuid::Uuid::now_v7().to_string(),
-        first_attempt_at: now,
-        deadline: now + chrono::Duration::hours(2),
-        ..Default::default()
-    }
-}
-
+/// Part `part` of a thread, answering `parent` in the thread of `root`.
 fn reply(text: &str, root: &str, parent: &str, part: usize) -> Post {
-    Post {
-        part,
-        reply_to: Some(ReplyTarget {
-            root_id: root.into(),
-            parent_id: parent.into(),
-        }),
-        ..post(text)
-    }
+    kit::thread_part(text, part, Some((root, parent)))
 }
 
 async fn stored(account: &AccountSession, name: &str) -> Option<String> {
@@ -101,16 +78,10 @@ fn query(url: &str) -> BTreeMap<String, String> {
 /// Follow the authorize URL without redirects and read `code` and `state`
 /// from the `Location` the fake answers.
 async fn approve(url: &str) -> (String, String) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = client.get(url).send().await.expect("authorize page");
-    assert_eq!(response.status().as_u16(), 302);
-    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let approved = kit::approve(url).await;
+    let location = &approved.location;
     assert!(location.starts_with(REDIRECT), "{location}");
-    let q = query(&location);
-    (q["code"].clone(), q["state"].clone())
+    (approved.code().to_string(), approved.state().to_string())
 }
 
 fn assert_no_secrets(error: &ConnectorError, secrets: &[&str]) {
@@ -209,8 +180,7 @@ async fn x_an_authorization_code_dies_30_seconds_after_approval() {
         )
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("invalid_request"), "{error}");
+    kit::assert_error(&error, "rejected", "invalid_request");
 }
 
 #[tokio::test]
@@ -280,26 +250,18 @@ async fn x_a_post_without_a_stored_username_links_through_i() {
 #[tokio::test]
 async fn x_a_three_part_thread_replies_to_each_previous_part() {
     let (fake, account, _) = setup().await;
-    let x = connector(&fake);
-    let first = x.publish(&account, &post("Thread 1/3")).await.unwrap();
-    let root = first.remote_id.clone();
-    let second = x
-        .publish(&account, &reply("Thread 2/3", &root, &root, 1))
-        .await
-        .unwrap();
-    let third = x
-        .publish(&account, &reply("Thread 3/3", &root, &second.remote_id, 2))
-        .await
-        .unwrap();
+    let ids = kit::publish_thread(
+        &connector(&fake),
+        &account,
+        &["Thread 1/3", "Thread 2/3", "Thread 3/3"],
+    )
+    .await;
     let posts = fake.posts();
     assert_eq!(posts.len(), 3);
     assert_eq!(posts[0].reply_to, None);
-    assert_eq!(posts[1].reply_to.as_deref(), Some(root.as_str()));
-    assert_eq!(
-        posts[2].reply_to.as_deref(),
-        Some(second.remote_id.as_str())
-    );
-    assert_eq!(posts[2].id, third.remote_id);
+    assert_eq!(posts[1].reply_to.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(posts[2].reply_to.as_deref(), Some(ids[1].as_str()));
+    assert_eq!(posts[2].id, ids[2]);
 }
 
 #[tokio::test]
@@ -388,11 +350,10 @@ async fn x_an_expired_token_is_refreshed_once_and_the_old_refresh_token_dies() {
         .refresh(&reqwest::Client::new(), &user.refresh_token)
         .await
         .unwrap_err();
-    assert_eq!(old.class(), "auth_revoked");
-    assert!(
-        old.to_string()
-            .contains("Value passed for the token was invalid."),
-        "{old}"
+    kit::assert_error(
+        &old,
+        "auth_revoked",
+        "Value passed for the token was invalid.",
     );
 }
 
@@ -432,8 +393,7 @@ async fn x_a_revoked_token_asks_for_a_reconnect() {
         .publish(&account, &post("Revoked"))
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "auth_revoked", "{error}");
-    assert!(error.to_string().contains("reconnect"), "{error}");
+    kit::assert_error(&error, "auth_revoked", "reconnect");
     assert_no_secrets(&error, &[&user.access_token, &user.refresh_token]);
     assert!(fake.posts().is_empty());
     // The stored refresh token is kept (never replaced by nothing).
@@ -561,8 +521,7 @@ async fn x_server_errors_are_transient_and_bad_requests_rejected_with_xs_message
         .publish(&account, &reply("Orphan", "1", "12345", 1))
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("replying to"), "{error}");
+    kit::assert_error(&error, "rejected", "replying to");
     assert!(fake.posts().is_empty());
 }
 
@@ -619,8 +578,7 @@ async fn x_a_duplicate_of_an_older_post_is_rejected() {
         .publish(&account, &post("Same words as last week"))
         .await
         .unwrap_err();
-    assert_eq!(error.class(), "rejected");
-    assert!(error.to_string().contains("duplicate content"), "{error}");
+    kit::assert_error(&error, "rejected", "duplicate content");
     assert_eq!(fake.posts().len(), 1);
 }
 
