@@ -180,7 +180,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .wrap(actix_web::middleware::from_fn(http::metrics::record))
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<http::logging::RootSpan>::new())
                 .into_utoipa_app()
                 .service(utoipa_actix_web::scope("/v1").configure(http::v1_routes))
                 .configure(http::root_routes)

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;

@@ -186,7 +186,11 @@ impl Telegram {
                 _ => return Err(classify(&error)),
             }
         }
-        unreachable!("the loop returns in its second round")
+        // Not reached: the second round always returns.
+        Err(ConnectorError::Rejected {
+            message: "Telegram moved the chat twice in a row; check its id".into(),
+            status: None,
+        })
     }
 }
 

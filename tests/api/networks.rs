@@ -579,3 +579,55 @@ async fn mastodon_accounts_connect_with_one_app_registration_per_instance() {
         Some(posts[0].id.as_str())
     );
 }
+
+/// The request log names the callback without its query: the authorization
+/// code in it is a credential, however short-lived.
+#[tokio::test]
+async fn the_request_log_never_shows_an_authorization_code() {
+    let app = crate::helpers::spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .env("HERALD_DATABASE_URL", &app.database_url)
+        .env("HERALD_SECRET_KEY", &app.secret_key)
+        .env("HERALD_BIND", format!("127.0.0.1:{port}"))
+        .env("HERALD_LOG", "info")
+        .env("HERALD_DISPATCH", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "herald serve never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = reqwest::get(format!(
+        "{base}/v1/oauth/callback?code=SECRET-CODE-4711&state=unknown-state"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(reply.status().as_u16(), 400);
+    serve.start_kill().unwrap();
+    let out = serve.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.contains("/v1/oauth/callback"),
+        "the request is logged: {log}"
+    );
+    assert!(!log.contains("SECRET-CODE-4711"), "{log}");
+    assert!(!log.contains("unknown-state"), "{log}");
+}
