@@ -193,7 +193,7 @@ async fn delete_parts(
         return Ok(()); // already retracted
     };
     if account.removed_at.is_some() || account.status == AccountStatus::Disabled.as_str() {
-        return Err(ConnectorError::AuthRevoked {
+        return Err(ConnectorError::Rejected {
             message: "the account was removed from Herald: delete the post on the network by hand"
                 .into(),
             status: None,

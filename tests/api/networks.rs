@@ -631,3 +631,46 @@ async fn the_request_log_never_shows_an_authorization_code() {
     assert!(!log.contains("SECRET-CODE-4711"), "{log}");
     assert!(!log.contains("unknown-state"), "{log}");
 }
+
+/// A post whose account was removed from Herald cannot be deleted by it:
+/// the retraction says so, and where to act.
+#[tokio::test]
+async fn retracting_a_post_of_a_removed_account_says_it_must_be_done_by_hand() {
+    let app = crate::helpers::spawn_app().await;
+    let account = app.add_account("sandbox", "Drill", None, json!({})).await;
+    let statement = app
+        .approved_crisis(json!([{"platform": "sandbox", "text": "Recall"}]))
+        .await;
+    let d = app.publish_now(&statement, &account).await;
+    assert_eq!(d["status"], "published", "{d}");
+    assert_eq!(
+        app.delete(&app.admin, &format!("/v1/accounts/{account}"))
+            .await
+            .status,
+        204
+    );
+    let manager = app.key(Role::Manager);
+    let reply = app
+        .post(
+            &manager,
+            &format!("/v1/statements/{statement}/retract"),
+            json!({"reason": "wrong"}),
+        )
+        .await
+        .ok();
+    assert_eq!(reply["not_possible"], 1, "{reply}");
+    assert_eq!(reply["deliveries"][0]["outcome"], "not_possible");
+    assert!(reply["deliveries"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("by hand"));
+    let d = app
+        .get(
+            &manager,
+            &format!("/v1/deliveries/{}", d["id"].as_str().unwrap()),
+        )
+        .await
+        .ok();
+    assert_eq!(d["status"], "published");
+    assert!(d["retraction_error"].is_string());
+}
