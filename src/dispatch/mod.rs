@@ -24,33 +24,20 @@ pub struct Scheduler {
     dispatcher: Option<DispatcherHandle>,
 }
 
-/// A cron job running `work` on each tick; failures are logged, never fatal.
-fn job<F, Fut>(schedule: &str, name: &'static str, work: F) -> anyhow::Result<Job>
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = anyhow::Result<usize>> + Send + 'static,
-{
-    let work = Arc::new(work);
-    Ok(Job::new_async(schedule, move |_id, _scheduler| {
-        let work = work.clone();
-        Box::pin(async move {
-            match work().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(job = name, count = n, "periodic work done"),
-                Err(error) => tracing::warn!(job = name, %error, "periodic work failed"),
-            }
-        })
-    })?)
+/// When a job runs: on a cron schedule, or every so often.
+enum When<'a> {
+    Cron(&'a str),
+    Every(std::time::Duration),
 }
 
-/// A job running `work` every `every`; failures are logged, never fatal.
-fn repeated<F, Fut>(every: std::time::Duration, name: &'static str, work: F) -> anyhow::Result<Job>
+/// A job running `work` on each tick; failures are logged, never fatal.
+fn job<F, Fut>(when: When<'_>, name: &'static str, work: F) -> anyhow::Result<Job>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<usize>> + Send + 'static,
 {
     let work = Arc::new(work);
-    Ok(Job::new_repeated_async(every, move |_id, _scheduler| {
+    let run = move |_id, _scheduler| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         let work = work.clone();
         Box::pin(async move {
             match work().await {
@@ -59,7 +46,11 @@ where
                 Err(error) => tracing::warn!(job = name, %error, "periodic work failed"),
             }
         })
-    })?)
+    };
+    Ok(match when {
+        When::Cron(schedule) => Job::new_async(schedule, run)?,
+        When::Every(every) => Job::new_repeated_async(every, run)?,
+    })
 }
 
 impl Scheduler {
@@ -73,51 +64,71 @@ impl Scheduler {
         let inner = JobScheduler::new().await?;
         let l = lifecycle.clone();
         inner
-            .add(repeated(account_jobs_every, "token-refresh", move || {
-                let l = l.clone();
-                async move { l.refresh_due().await }
-            })?)
+            .add(job(
+                When::Every(account_jobs_every),
+                "token-refresh",
+                move || {
+                    let l = l.clone();
+                    async move { l.refresh_due().await }
+                },
+            )?)
             .await?;
         let l = lifecycle;
         inner
-            .add(repeated(account_jobs_every, "preflight", move || {
-                let l = l.clone();
-                async move { l.preflight_due().await }
-            })?)
+            .add(job(
+                When::Every(account_jobs_every),
+                "preflight",
+                move || {
+                    let l = l.clone();
+                    async move { l.preflight_due().await }
+                },
+            )?)
             .await?;
         inner
-            .add(job("0 */10 * * * *", "idempotency-purge", move || {
-                let pool = pool.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-                        let mut conn = pool.get()?;
-                        Ok(crate::http::idempotency::purge_expired(&mut conn)?)
-                    })
-                    .await?
-                }
-            })?)
+            .add(job(
+                When::Cron("0 */10 * * * *"),
+                "idempotency-purge",
+                move || {
+                    let pool = pool.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+                            let mut conn = pool.get()?;
+                            Ok(crate::http::idempotency::purge_expired(&mut conn)?)
+                        })
+                        .await?
+                    }
+                },
+            )?)
             .await?;
         if let Some(handle) = &dispatcher {
             let d = handle.dispatcher.clone();
             inner
-                .add(job("*/5 * * * * *", "lease-rescue", move || {
-                    let d = d.clone();
-                    async move { d.rescue_leases().await }
-                })?)
+                .add(job(
+                    When::Cron("*/5 * * * * *"),
+                    "lease-rescue",
+                    move || {
+                        let d = d.clone();
+                        async move { d.rescue_leases().await }
+                    },
+                )?)
                 .await?;
             let d = handle.dispatcher.clone();
             inner
-                .add(job("*/2 * * * * *", "reconcile", move || {
+                .add(job(When::Cron("*/2 * * * * *"), "reconcile", move || {
                     let d = d.clone();
                     async move { d.reconcile_unknown().await }
                 })?)
                 .await?;
             let d = handle.dispatcher.clone();
             inner
-                .add(job("*/30 * * * * *", "missed-sweep", move || {
-                    let d = d.clone();
-                    async move { d.sweep().await }
-                })?)
+                .add(job(
+                    When::Cron("*/30 * * * * *"),
+                    "missed-sweep",
+                    move || {
+                        let d = d.clone();
+                        async move { d.sweep().await }
+                    },
+                )?)
                 .await?;
         }
         inner.start().await?;

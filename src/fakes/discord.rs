@@ -824,12 +824,7 @@ async fn route(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
             let query: Map<String, Value> = form_urlencoded::parse(req.query_string().as_bytes())
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                 .collect();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let content_type = super::server::content_type(&req);
             let parsed = parse_body(&content_type, &body);
             let outcome = shared.lock().execute(id, token, &query, parsed);
             outcome.respond("fake Discord").await

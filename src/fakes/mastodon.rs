@@ -778,12 +778,7 @@ impl State {
                 Some(&limited),
             ));
         }
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type = super::server::content_type(req);
         let params = match parse_params(&content_type, body) {
             Ok(params) => params,
             Err((status, message)) => return Outcome::Answer(error(status, message, rate)),
@@ -1422,12 +1417,7 @@ fn random_secret() -> String {
 async fn create_app(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let mut state = shared.lock();
     state.count_request(req.path());
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = super::server::content_type(&req);
     let Some(fields) = body_fields(&content_type, &body) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -1670,12 +1660,7 @@ async fn oauth_token(
 ) -> HttpResponse {
     let mut state = shared.lock();
     state.count_request(req.path());
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = super::server::content_type(&req);
     let Some(fields) = body_fields(&content_type, &body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -1704,11 +1689,8 @@ async fn oauth_token(
         return invalid_grant();
     }
     if let Some(challenge) = &code.challenge {
-        use base64::Engine;
-        let verified = first(&fields, "code_verifier").is_some_and(|v| {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(v.as_bytes());
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == *challenge
-        });
+        let verified = first(&fields, "code_verifier")
+            .is_some_and(|v| super::server::pkce_s256(v) == *challenge);
         if !verified {
             return invalid_grant();
         }
@@ -1739,12 +1721,7 @@ async fn oauth_revoke(
 ) -> HttpResponse {
     let mut state = shared.lock();
     state.count_request(req.path());
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = super::server::content_type(&req);
     let Some(fields) = body_fields(&content_type, &body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,

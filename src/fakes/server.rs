@@ -226,6 +226,23 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 }
 
 /// `len` random ASCII letters and digits.
+/// The request's `Content-Type`, lower-cased (empty when absent).
+pub fn content_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// The PKCE S256 challenge of `verifier`: base64url (no padding) of its SHA-256.
+pub fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
 pub fn random_token(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), len)
 }

@@ -780,12 +780,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     if !latency.is_zero() {
         actix_web::rt::time::sleep(latency).await;
     }
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = super::server::content_type(&req);
     let (params, encoding) = match parse_params(req.query_string(), &content_type, &body) {
         Ok(parsed) => parsed,
         Err(f) => return answer_error(f),

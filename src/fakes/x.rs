@@ -1087,8 +1087,7 @@ async fn token(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
             };
             let was_used = std::mem::replace(&mut code.used, true);
             let expected = match code.method.as_str() {
-                "S256" => base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(Sha256::digest(get("code_verifier").as_bytes())),
+                "S256" => super::server::pkce_s256(get("code_verifier")),
                 _ => get("code_verifier").to_string(),
             };
             if was_used

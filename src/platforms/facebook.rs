@@ -325,16 +325,10 @@ impl Connector for Facebook {
         }
     }
 
-    /// Nothing to renew: a Page token obtained from a long-lived user token
-    /// does not expire (it stops working only when the admin's password
-    /// changes, they lose the Page role or remove the app, which needs a
-    /// reconnection anyway). Always `Ok(None)`.
-    async fn refresh(
-        &self,
-        _account: &AccountSession,
-    ) -> Result<Option<DateTime<Utc>>, ConnectorError> {
-        Ok(None)
-    }
+    // `refresh` keeps the trait's default (nothing to renew): a Page token
+    // obtained from a long-lived user token does not expire. It stops
+    // working only when the admin's password changes, they lose the Page
+    // role or remove the app, which needs a reconnection anyway.
 }
 
 impl OAuthNetwork for Facebook {
