@@ -1651,6 +1651,29 @@ fn client_of(
         .cloned()
 }
 
+/// The form of an OAuth endpoint call and the app it authenticates as
+/// (counted as a request), or the OAuth error to answer.
+#[allow(clippy::result_large_err)] // answered at once, never carried around
+fn authenticated_form(
+    state: &mut State,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(HashMap<String, Vec<String>>, FakeApp), HttpResponse> {
+    state.count_request(req.path());
+    let content_type = super::server::content_type(req);
+    let Some(fields) = body_fields(&content_type, body) else {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is missing a required parameter.",
+        ));
+    };
+    let Some(app) = client_of(state, req, &fields) else {
+        return Err(invalid_client());
+    };
+    Ok((fields, app))
+}
+
 /// `POST /oauth/token` (`authorization_code` grant). Codes are single-use
 /// and live 10 minutes; PKCE S256 is verified when the code has a challenge.
 async fn oauth_token(
@@ -1659,17 +1682,9 @@ async fn oauth_token(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let mut state = shared.lock();
-    state.count_request(req.path());
-    let content_type = super::server::content_type(&req);
-    let Some(fields) = body_fields(&content_type, &body) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The request is missing a required parameter.",
-        );
-    };
-    let Some(app) = client_of(&state, &req, &fields) else {
-        return invalid_client();
+    let (fields, app) = match authenticated_form(&mut state, &req, &body) {
+        Ok(form) => form,
+        Err(refusal) => return refusal,
     };
     if first(&fields, "grant_type") != Some("authorization_code") {
         return oauth_error(
@@ -1720,17 +1735,9 @@ async fn oauth_revoke(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let mut state = shared.lock();
-    state.count_request(req.path());
-    let content_type = super::server::content_type(&req);
-    let Some(fields) = body_fields(&content_type, &body) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The request is missing a required parameter.",
-        );
-    };
-    let Some(app) = client_of(&state, &req, &fields) else {
-        return invalid_client();
+    let (fields, app) = match authenticated_form(&mut state, &req, &body) {
+        Ok(form) => form,
+        Err(refusal) => return refusal,
     };
     let token = first(&fields, "token").unwrap_or("").to_string();
     if let Some(entry) = state.tokens.get_mut(&token) {
