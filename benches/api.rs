@@ -86,6 +86,8 @@ async fn bench_http() {
         log_json: false,
         dispatch: herald::config::DispatchSettings::default(),
         networks: Default::default(),
+        replies: Default::default(),
+        webhooks: Default::default(),
     };
     println!("database: {}", settings.database_url.display());
     let pool = db::pool(&settings.database_url, 2, Duration::from_secs(10)).unwrap();

@@ -15,9 +15,10 @@ use crate::accounts::sessions::Sessions;
 use crate::config::{NetworkSettings, Settings};
 use crate::crypto::SecretKey;
 use crate::db::{self, DbConnection, DbPool};
-use crate::dispatch::{Dispatcher, Scheduler, Waker};
+use crate::dispatch::{Dispatcher, Periodic, Scheduler, Waker};
 use crate::http::{self, error::ApiError, error::ApiResult};
 use crate::platforms::{sandbox::Sandbox, Connectors};
+use crate::replies::collector::Collector;
 
 /// What every request handler can reach.
 #[derive(Clone)]
@@ -164,13 +165,26 @@ impl Application {
             networks: std::sync::Arc::new(settings.networks.clone()),
             public_url,
         };
-        let scheduler = Scheduler::start(
-            pool,
-            dispatcher,
+        let collector = Collector::new(
+            pool.clone(),
+            state.sessions.clone(),
+            state.connectors.clone(),
+            settings.replies.clone(),
+            settings.dispatch.publish_timeout_s,
+        );
+        let periodic = Periodic {
             lifecycle,
-            Duration::from_secs(settings.dispatch.account_jobs_s),
-        )
-        .await?;
+            account_jobs_every: Duration::from_secs(settings.dispatch.account_jobs_s),
+            collector,
+            replies_every: Duration::from_secs(settings.replies.job_s),
+            webhooks: std::sync::Arc::new(crate::webhooks::Sender::new(
+                pool.clone(),
+                state.secret.clone(),
+                settings.webhooks.clone(),
+            )?),
+            webhooks_every: Duration::from_secs(settings.webhooks.job_s),
+        };
+        let scheduler = Scheduler::start(pool, dispatcher, periodic).await?;
         // Install the metrics recorder before anything records.
         http::metrics::handle();
         let data = web::Data::new(state);

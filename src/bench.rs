@@ -491,3 +491,74 @@ mod tests {
         assert_eq!(summarize(vec![]).n, 0);
     }
 }
+
+/// What `herald bench sentiment` measured: the scorer and the courtesy
+/// check, in this process, on the texts of a file.
+#[derive(Debug, Clone)]
+pub struct SentimentReport {
+    pub texts: usize,
+    pub rounds: usize,
+    /// Replies scored (language, label, question) per second.
+    pub scored_per_s: f64,
+    /// Microseconds per reply: median and p99 over the rounds' per-text means.
+    pub scored_us: Summary,
+    /// Answers checked for courtesy per second.
+    pub courtesy_per_s: f64,
+}
+
+impl SentimentReport {
+    pub fn render(&self) -> String {
+        format!(
+            "texts={} rounds={}\n\
+             sentiment: {:.0} replies/s, {:.1} µs per reply (median of rounds; p99 {:.1} µs)\n\
+             courtesy: {:.0} answers/s\n",
+            self.texts,
+            self.rounds,
+            self.scored_per_s,
+            self.scored_us.p50,
+            self.scored_us.p99,
+            self.courtesy_per_s,
+        )
+    }
+}
+
+/// Time `sentiment::analyze` + `is_question`, then `courtesy::check`, over
+/// `texts` for `rounds` rounds (the first round also builds the lexicons, so
+/// it is run once before timing).
+pub fn sentiment(texts: &[String], rounds: usize) -> anyhow::Result<SentimentReport> {
+    use crate::sentiment;
+    anyhow::ensure!(!texts.is_empty(), "no text to score");
+    let rounds = rounds.max(1);
+    let mut sink = 0usize;
+    for text in texts {
+        sink += usize::from(sentiment::analyze(text).label == sentiment::Label::Negative);
+    }
+    let mut per_text_us = Vec::with_capacity(rounds);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let round = Instant::now();
+        for text in texts {
+            let s = sentiment::analyze(text);
+            sink += usize::from(s.label == sentiment::Label::Negative);
+            sink += usize::from(sentiment::is_question(text));
+        }
+        per_text_us.push(round.elapsed().as_secs_f64() * 1e6 / texts.len() as f64);
+    }
+    let scored = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for text in texts {
+            sink += sentiment::courtesy::check(text).len();
+        }
+    }
+    let checked = started.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    let n = (texts.len() * rounds) as f64;
+    Ok(SentimentReport {
+        texts: texts.len(),
+        rounds,
+        scored_per_s: n / scored,
+        scored_us: summarize(per_text_us),
+        courtesy_per_s: n / checked,
+    })
+}

@@ -24,6 +24,69 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// The networks' app registrations and addresses.
     pub networks: NetworkSettings,
+    pub replies: ReplySettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Reply tracking: how often each published post is polled, by age, and
+/// when the tone counts as turning negative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplySettings {
+    /// How often the collection job looks for due polls (`HERALD_REPLIES_JOB_S`).
+    pub job_s: u64,
+    /// Poll interval while the post is younger than `fast_until_s`.
+    pub fast_s: u64,
+    pub fast_until_s: u64,
+    /// Then this interval until `medium_until_s`.
+    pub medium_s: u64,
+    pub medium_until_s: u64,
+    /// Then this interval until `track_s` after publication, when polling stops.
+    pub slow_s: u64,
+    pub track_s: u64,
+    /// Negative-spike warning: the sliding window, the share of negative
+    /// replies (percent) above which it fires, and the minimum replies in
+    /// the window.
+    pub spike_window_s: u64,
+    pub spike_share_pct: u32,
+    pub spike_min_replies: u32,
+}
+
+impl Default for ReplySettings {
+    fn default() -> Self {
+        Self {
+            job_s: 10,
+            fast_s: 60,
+            fast_until_s: 3_600,
+            medium_s: 300,
+            medium_until_s: 86_400,
+            slow_s: 3_600,
+            track_s: 7 * 86_400,
+            spike_window_s: 1_800,
+            spike_share_pct: 40,
+            spike_min_replies: 10,
+        }
+    }
+}
+
+/// Outbound webhooks: how often the outbox is sent, the first retry delay
+/// (doubling after), how long a call is retried, and its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub job_s: u64,
+    pub retry_s: u64,
+    pub give_up_s: u64,
+    pub timeout_s: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            job_s: 2,
+            retry_s: 10,
+            give_up_s: 86_400,
+            timeout_s: 10,
+        }
+    }
 }
 
 /// One network's app registration (OAuth client) and addresses. The
@@ -273,6 +336,20 @@ struct FileSettings {
     max_reconcile_tries: Option<i64>,
     account_jobs_s: Option<i64>,
     networks: Option<NetworksFile>,
+    replies_job_s: Option<i64>,
+    replies_fast_s: Option<i64>,
+    replies_fast_until_s: Option<i64>,
+    replies_medium_s: Option<i64>,
+    replies_medium_until_s: Option<i64>,
+    replies_slow_s: Option<i64>,
+    replies_track_s: Option<i64>,
+    spike_window_s: Option<i64>,
+    spike_share_pct: Option<i64>,
+    spike_min_replies: Option<i64>,
+    webhooks_job_s: Option<i64>,
+    webhooks_retry_s: Option<i64>,
+    webhooks_give_up_s: Option<i64>,
+    webhooks_timeout_s: Option<i64>,
 }
 
 /// An integer setting from the environment or the file, within bounds.
@@ -404,9 +481,95 @@ impl Settings {
             anyhow::bail!("HERALD_LEASE_S must be more than HERALD_PUBLISH_TIMEOUT_S + 5");
         }
         let networks = NetworkSettings::load(&env, file.networks)?;
+        let int = |var: &str, from_file: Option<i64>, default: u64, max: i64| {
+            int_setting(&env, var, from_file, default as i64, 1..=max).map(|v| v as u64)
+        };
+        let r = ReplySettings::default();
+        const WEEK: i64 = 7 * 86_400;
+        let replies = ReplySettings {
+            job_s: int("HERALD_REPLIES_JOB_S", file.replies_job_s, r.job_s, 3_600)?,
+            fast_s: int(
+                "HERALD_REPLIES_FAST_S",
+                file.replies_fast_s,
+                r.fast_s,
+                86_400,
+            )?,
+            fast_until_s: int(
+                "HERALD_REPLIES_FAST_UNTIL_S",
+                file.replies_fast_until_s,
+                r.fast_until_s,
+                WEEK * 4,
+            )?,
+            medium_s: int(
+                "HERALD_REPLIES_MEDIUM_S",
+                file.replies_medium_s,
+                r.medium_s,
+                86_400,
+            )?,
+            medium_until_s: int(
+                "HERALD_REPLIES_MEDIUM_UNTIL_S",
+                file.replies_medium_until_s,
+                r.medium_until_s,
+                WEEK * 4,
+            )?,
+            slow_s: int(
+                "HERALD_REPLIES_SLOW_S",
+                file.replies_slow_s,
+                r.slow_s,
+                86_400,
+            )?,
+            track_s: int(
+                "HERALD_REPLIES_TRACK_S",
+                file.replies_track_s,
+                r.track_s,
+                WEEK * 4,
+            )?,
+            spike_window_s: int(
+                "HERALD_SPIKE_WINDOW_S",
+                file.spike_window_s,
+                r.spike_window_s,
+                86_400,
+            )?,
+            spike_share_pct: int(
+                "HERALD_SPIKE_SHARE_PCT",
+                file.spike_share_pct,
+                r.spike_share_pct.into(),
+                100,
+            )? as u32,
+            spike_min_replies: int(
+                "HERALD_SPIKE_MIN_REPLIES",
+                file.spike_min_replies,
+                r.spike_min_replies.into(),
+                100_000,
+            )? as u32,
+        };
+        let w = WebhookSettings::default();
+        let webhooks = WebhookSettings {
+            job_s: int("HERALD_WEBHOOKS_JOB_S", file.webhooks_job_s, w.job_s, 3_600)?,
+            retry_s: int(
+                "HERALD_WEBHOOKS_RETRY_S",
+                file.webhooks_retry_s,
+                w.retry_s,
+                3_600,
+            )?,
+            give_up_s: int(
+                "HERALD_WEBHOOKS_GIVE_UP_S",
+                file.webhooks_give_up_s,
+                w.give_up_s,
+                WEEK,
+            )?,
+            timeout_s: int(
+                "HERALD_WEBHOOKS_TIMEOUT_S",
+                file.webhooks_timeout_s,
+                w.timeout_s,
+                300,
+            )?,
+        };
         Ok(Settings {
             dispatch,
             networks,
+            replies,
+            webhooks,
             database_url,
             bind: pick("HERALD_BIND", file.bind).unwrap_or_else(|| DEFAULT_BIND.into()),
             secret_key: pick("HERALD_SECRET_KEY", file.secret_key),

@@ -14,4 +14,7 @@ pub mod keys;
 pub mod log;
 pub mod media;
 pub mod platforms;
+pub mod replies;
+pub mod sentiment;
 pub mod statements;
+pub mod webhooks;

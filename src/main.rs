@@ -42,10 +42,31 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// The local reply-sentiment scorer.
+    Sentiment {
+        #[command(subcommand)]
+        command: SentimentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SentimentCommand {
+    /// Score a labeled file (`label<TAB>text` lines, label negative, neutral
+    /// or positive) and print precision/recall/F1 per class; the last line is
+    /// `accuracy=0.xx macro_f1=0.xx n=N`.
+    Eval { file: PathBuf },
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Replies scored per second by the sentiment scorer, and answers
+    /// checked per second by the courtesy check, on the texts of FILE
+    /// (`label<TAB>text` or one text per line).
+    Sentiment {
+        file: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Punctuality (spread), throughput (burst) and the client floor, against
     /// a local fake Mastodon; Herald runs as a child `herald serve`.
     Dispatch {
@@ -88,6 +109,32 @@ enum LogCommand {
     Verify,
 }
 
+fn bench_sentiment(file: &std::path::Path, rounds: usize) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("herald bench: cannot read {}: {error}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    // `label<TAB>text` lines keep their text; other lines are texts.
+    let texts: Vec<String> = text
+        .lines()
+        .map(|l| l.split_once('\t').map_or(l, |(_, t)| t).to_string())
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    match herald::bench::sentiment(&texts, rounds) {
+        Ok(report) => {
+            print!("{}", report.render());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("herald bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_tracing(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -107,6 +154,19 @@ async fn main() -> ExitCode {
     // The document needs no settings and no database.
     if let Command::Openapi = cli.command {
         return print_openapi().unwrap_or(ExitCode::FAILURE);
+    }
+    // Neither does the sentiment evaluation.
+    if let Command::Sentiment {
+        command: SentimentCommand::Eval { file },
+    } = &cli.command
+    {
+        return sentiment_eval(file);
+    }
+    if let Command::Bench {
+        command: BenchCommand::Sentiment { file, rounds },
+    } = &cli.command
+    {
+        return bench_sentiment(file, *rounds);
     }
     if let Command::Bench {
         command:
@@ -157,7 +217,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Openapi => print_openapi(),
-        Command::Bench { .. } => Ok(ExitCode::SUCCESS),
+        Command::Bench { .. } | Command::Sentiment { .. } => Ok(ExitCode::SUCCESS),
         Command::Serve => {
             let application = app::Application::build(settings).await?;
             application.run_until_stopped().await?;
@@ -196,6 +256,29 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 }
             })
             .await?
+        }
+    }
+}
+
+fn sentiment_eval(file: &std::path::Path) -> ExitCode {
+    let input = match std::fs::read_to_string(file) {
+        Ok(input) => input,
+        Err(error) => {
+            eprintln!(
+                "herald sentiment eval: cannot read {}: {error}",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match herald::sentiment::eval::evaluate(&input) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("herald sentiment eval: {}: {error}", file.display());
+            ExitCode::from(2)
         }
     }
 }

@@ -76,12 +76,7 @@ impl Lifecycle {
         &self,
         f: impl FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
-            let mut conn = pool.get()?;
-            Ok(f(&mut conn)?)
-        })
-        .await?
+        db::blocking(&self.pool, f).await
     }
 
     /// Renew every token that expires soon. Returns how many were renewed.

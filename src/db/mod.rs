@@ -255,6 +255,21 @@ impl LockableTable {
     }
 }
 
+/// Run `f` with a pooled connection on a blocking thread: how the jobs
+/// (dispatcher, collector, account lifecycle, webhook sender) reach the
+/// store from async code.
+pub async fn blocking<T: Send + 'static>(
+    pool: &DbPool,
+    f: impl FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
+        let mut conn = pool.get()?;
+        Ok(f(&mut conn)?)
+    })
+    .await?
+}
+
 /// The current instant, truncated to microseconds so that it reads back the
 /// same from both back ends (the publish-log hash depends on it).
 pub fn now() -> NaiveDateTime {

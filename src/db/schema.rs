@@ -194,6 +194,7 @@ diesel::table! {
         created_at -> Timestamp,
         in_reply_to -> Nullable<Text>,
         media -> Nullable<Text>,
+        author -> Nullable<Text>,
     }
 }
 
@@ -237,11 +238,122 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    replies (id) {
+        id -> Text,
+        delivery_id -> Text,
+        statement_id -> Text,
+        lineage_id -> Text,
+        account_id -> Text,
+        platform -> Text,
+        remote_id -> Text,
+        parent_remote_id -> Nullable<Text>,
+        author -> Text,
+        text -> Text,
+        url -> Nullable<Text>,
+        created_at -> Timestamp,
+        collected_at -> Timestamp,
+        language -> Nullable<Text>,
+        sentiment -> Text,
+        score -> Double,
+        question -> Bool,
+        follow_up -> Text,
+        follow_up_reason -> Nullable<Text>,
+        assignee -> Nullable<Text>,
+        first_response_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reply_polls (delivery_id) {
+        delivery_id -> Text,
+        account_id -> Text,
+        published_at -> Timestamp,
+        cursor -> Nullable<Text>,
+        next_poll_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        polls -> Integer,
+        last_polled_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        done_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    responses (delivery_id) {
+        delivery_id -> Text,
+        reply_id -> Text,
+        text -> Text,
+        template_id -> Nullable<Text>,
+        forced -> Bool,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reply_spikes (scope, scope_id, started_at) {
+        scope -> Text,
+        scope_id -> Text,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        negative -> Integer,
+        total -> Integer,
+    }
+}
+
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        events -> Text,
+        secret -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        removed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        event -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<Timestamp>,
+        lease_until -> Nullable<Timestamp>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (delivery_id, number) {
+        delivery_id -> Text,
+        number -> Integer,
+        at -> Timestamp,
+        status -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(deliveries -> statements (statement_id));
 diesel::joinable!(deliveries -> accounts (account_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(variants -> statements (statement_id));
 diesel::joinable!(approvals -> statements (statement_id));
+diesel::joinable!(replies -> deliveries (delivery_id));
+diesel::joinable!(reply_polls -> deliveries (delivery_id));
+diesel::joinable!(responses -> deliveries (delivery_id));
+diesel::joinable!(responses -> replies (reply_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
@@ -260,4 +372,44 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_apps,
     media,
     delivery_checks,
+    replies,
+    reply_polls,
+    responses,
+    reply_spikes,
+    webhooks,
+    webhook_deliveries,
+    webhook_attempts,
+    telegram_comments,
+    telegram_offsets,
 );
+
+diesel::table! {
+    telegram_comments (account_id, chat_id, message_id) {
+        account_id -> Text,
+        chat_id -> BigInt,
+        message_id -> BigInt,
+        chat_username -> Nullable<Text>,
+        thread_id -> Nullable<BigInt>,
+        reply_to_message_id -> Nullable<BigInt>,
+        automatic_forward -> Bool,
+        forward_origin_chat_id -> Nullable<BigInt>,
+        forward_origin_message_id -> Nullable<BigInt>,
+        forward_origin_username -> Nullable<Text>,
+        author_id -> Nullable<BigInt>,
+        author -> Text,
+        text -> Text,
+        date -> Timestamp,
+        update_id -> BigInt,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    telegram_offsets (bot_key) {
+        bot_key -> Text,
+        next_offset -> BigInt,
+        retry_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}

@@ -14,7 +14,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::dto::Delivery as DeliveryResponse;
-use super::store::{self as store, cancel_pending, event, DeliveryRow, Owner};
+use super::store::{self as store, cancel_pending, event, DeliveryRow, Owner, RESPONSE_KIND};
 use super::DeliveryStatus;
 use crate::accounts::store::AccountRow;
 use crate::accounts::AccountStatus;
@@ -152,8 +152,10 @@ fn start_retraction(
             )?;
         }
         // Published posts, and the parts a thread got out before it failed.
+        // Answers to the public (follow-up queue) are not the statement: kept.
         let rows: Vec<DeliveryRow> = deliveries::table
             .filter(deliveries::lineage_id.eq(&lineage))
+            .filter(deliveries::kind.ne(RESPONSE_KIND))
             .filter(
                 deliveries::status
                     .eq_any([
@@ -415,6 +417,7 @@ fn schedule_corrections(
         }
         let published: Vec<DeliveryRow> = deliveries::table
             .filter(deliveries::lineage_id.eq(&original.row.lineage_id))
+            .filter(deliveries::kind.ne(RESPONSE_KIND))
             .filter(deliveries::status.eq(DeliveryStatus::Published.as_str()))
             .order(deliveries::id.asc())
             .select(DeliveryRow::as_select())

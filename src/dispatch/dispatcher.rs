@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use super::policy::{self, Attempt};
 use crate::accounts::sessions::Sessions;
 use crate::config::DispatchSettings;
-use crate::db::{DbConnection, DbPool};
+use crate::db::{self, DbConnection, DbPool};
 use crate::deliveries::store::RemotePart;
 use crate::deliveries::store::{self as deliveries, Claim, Outcome, Reconciled, Settle};
 use crate::platforms::connector::part_key;
@@ -132,12 +132,7 @@ impl Dispatcher {
         &self,
         f: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
-            let mut conn = pool.get()?;
-            Ok(f(&mut conn)?)
-        })
-        .await?
+        db::blocking(&self.pool, f).await
     }
 
     fn lease(&self) -> chrono::Duration {
@@ -284,6 +279,7 @@ impl Dispatcher {
                     .as_ref()
                     .map_or_else(|| first.id.clone(), |t| t.root_id.clone()),
                 parent_id: last.id.clone(),
+                answers_reply: false,
             }),
             _ => claim.reply_to.clone(),
         }

@@ -3,7 +3,8 @@
 //! (`routes.rs`), and the periodic work tokio-cron-scheduler runs: lease
 //! rescue, reconciliation of unknown outcomes, a safety sweep for missed
 //! deliveries, token refresh and preflight checks of accounts
-//! (`accounts::lifecycle`), and housekeeping.
+//! (`accounts::lifecycle`), reply collection (`replies::collector`),
+//! outbound webhooks (`webhooks::sender`), and housekeeping.
 
 pub mod dispatcher;
 pub mod policy;
@@ -18,6 +19,17 @@ pub use dispatcher::{Dispatcher, DispatcherHandle, Waker};
 
 use crate::accounts::lifecycle::Lifecycle;
 use crate::db::DbPool;
+use crate::replies::collector::Collector;
+
+/// The periodic work besides the dispatcher's, and how often each runs.
+pub struct Periodic {
+    pub lifecycle: Arc<Lifecycle>,
+    pub account_jobs_every: std::time::Duration,
+    pub collector: Arc<Collector>,
+    pub replies_every: std::time::Duration,
+    pub webhooks: Arc<crate::webhooks::Sender>,
+    pub webhooks_every: std::time::Duration,
+}
 
 pub struct Scheduler {
     inner: JobScheduler,
@@ -58,10 +70,37 @@ impl Scheduler {
     pub async fn start(
         pool: DbPool,
         dispatcher: Option<DispatcherHandle>,
-        lifecycle: Arc<Lifecycle>,
-        account_jobs_every: std::time::Duration,
+        periodic: Periodic,
     ) -> anyhow::Result<Self> {
+        let Periodic {
+            lifecycle,
+            account_jobs_every,
+            collector,
+            replies_every,
+            webhooks,
+            webhooks_every,
+        } = periodic;
         let inner = JobScheduler::new().await?;
+        inner
+            .add(job(
+                When::Every(webhooks_every),
+                "webhook-outbox",
+                move || {
+                    let w = webhooks.clone();
+                    async move { w.run_due().await }
+                },
+            )?)
+            .await?;
+        inner
+            .add(job(
+                When::Every(replies_every),
+                "reply-collection",
+                move || {
+                    let c = collector.clone();
+                    async move { c.run_due().await }
+                },
+            )?)
+            .await?;
         let l = lifecycle.clone();
         inner
             .add(job(

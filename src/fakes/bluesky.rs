@@ -16,14 +16,24 @@
 //! (the real PDS only checks the shape; the AppView drops a bad reply); an
 //! image embed must name a blob the account uploaded.
 //!
+//! It also answers `app.bsky.feed.getPostThread` as the PDS does by proxying
+//! it to the AppView: the `threadViewPost` of a post with its `replies` down
+//! to `depth` (default 6, at most 1000) and its `parent` chain up to
+//! `parentHeight` (default 80); no pagination; `indexedAt` is when the fake
+//! stored the record; a post that is missing or deleted is 400 `NotFound`.
+//!
 //! Public API, in short:
 //! - start: [`FakeBluesky::start`]; [`FakeBluesky::base_url`] (the PDS URL).
 //! - accounts: [`FakeBluesky::add_account`], [`FakeBluesky::set_app_password`],
 //!   [`FakeBluesky::take_down`], [`FakeBluesky::revoke_app_password`] (the password
 //!   and every session of the account die at once).
+//! - the public: [`FakeBluesky::add_reply`] (another account, made on first
+//!   use, answers a post; returns the reply's `at://` URI),
+//!   [`FakeBluesky::add_reply_at`] (the same with an older `createdAt`, indexed now).
 //! - faults: [`FakeBluesky::revoke_refresh_tokens`], [`FakeBluesky::expire_access_tokens`],
 //!   [`FakeBluesky::set_rate_limits`], [`FakeBluesky::fail_next`],
-//!   [`FakeBluesky::rate_limit_next`], [`FakeBluesky::drop_after_store_next`],
+//!   [`FakeBluesky::rate_limit_next`] (both also hit `getPostThread`),
+//!   [`FakeBluesky::drop_after_store_next`],
 //!   [`FakeBluesky::stall_after_store_next`], [`FakeBluesky::set_latency`].
 //! - media to download: [`FakeBluesky::image_url`], [`FakeBluesky::image_url_of_size`].
 //! - inspection: [`FakeBluesky::posts`] (cid, reply root/parent, images with
@@ -293,15 +303,16 @@ impl FakeBluesky {
         state.windows.clear();
     }
 
-    /// The next `n` authenticated `createRecord` calls fail with `status`
-    /// (5xx: `InternalServerError` and friends) and store nothing.
+    /// The next `n` authenticated `createRecord` or `getPostThread` calls
+    /// fail with `status` (5xx: `InternalServerError` and friends) and store
+    /// nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut state = self.shared.lock();
         state.faults.fail.arm(n, status);
     }
 
-    /// The next `n` authenticated `createRecord` calls get 429
-    /// `RateLimitExceeded` with `RateLimit-Reset` `reset_in` from now.
+    /// The next `n` authenticated `createRecord` or `getPostThread` calls
+    /// get 429 `RateLimitExceeded` with `RateLimit-Reset` `reset_in` from now.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
         let mut state = self.shared.lock();
         state.faults.rate_limit.arm(n, reset_in);
@@ -323,6 +334,60 @@ impl FakeBluesky {
     /// Wait this long before handling every request.
     pub fn set_latency(&self, latency: Duration) {
         self.shared.lock().latency = latency;
+    }
+
+    /// The account `handle` (made on first use) answers the post
+    /// `parent_uri` now. Returns the reply's URI; `None` if the parent is
+    /// not a post the fake holds.
+    pub fn add_reply(&self, parent_uri: &str, handle: &str, text: &str) -> Option<String> {
+        self.add_reply_at(parent_uri, handle, text, Utc::now())
+    }
+
+    /// Like [`FakeBluesky::add_reply`], with the record's `createdAt` set to
+    /// `created_at` (the client's clock); it is indexed now.
+    pub fn add_reply_at(
+        &self,
+        parent_uri: &str,
+        handle: &str,
+        text: &str,
+        created_at: DateTime<Utc>,
+    ) -> Option<String> {
+        let did = self.add_account_if_missing(handle);
+        let mut state = self.shared.lock();
+        let parent = state.find_post(parent_uri)?;
+        let parent_ref = json!({"uri": parent.public.uri, "cid": parent.cid});
+        let root_ref = parent
+            .value
+            .get("reply")
+            .and_then(|r| r.get("root"))
+            .cloned()
+            .unwrap_or_else(|| parent_ref.clone());
+        let created_at = created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let value = json!({
+            "$type": POST_COLLECTION,
+            "text": text,
+            "createdAt": created_at,
+            "reply": {"root": root_ref, "parent": parent_ref},
+        });
+        let reply = FakeReply {
+            root_uri: root_ref["uri"].as_str().unwrap_or_default().to_string(),
+            root_cid: root_ref["cid"].as_str().unwrap_or_default().to_string(),
+            parent_uri: parent.public.uri.clone(),
+            parent_cid: parent.cid.clone(),
+        };
+        let rkey = state.next_tid();
+        let post = CheckedPost {
+            text: text.to_string(),
+            langs: Vec::new(),
+            created_at,
+        };
+        let (uri, _) = insert_record(&mut state, &did, rkey, value, post, Some(reply), Vec::new());
+        Some(uri)
+    }
+
+    fn add_account_if_missing(&self, handle: &str) -> String {
+        let existing = self.shared.lock().did_of(handle);
+        existing.unwrap_or_else(|| self.add_account(handle, &random_base32(19)))
     }
 
     /// Every stored post, in the order they arrived.
@@ -441,6 +506,8 @@ struct State {
     refresh_tokens: HashMap<String, RefreshToken>,
     records: Vec<StoredRecord>,
     record_index: HashMap<(String, String), usize>,
+    /// Post URI → the indices (in `records`) of the posts answering it.
+    children: HashMap<String, Vec<usize>>,
     post_requests: usize,
     /// (DID, blob CID) → (MIME type, size).
     blobs: HashMap<(String, String), (String, u64)>,
@@ -454,6 +521,22 @@ struct State {
 }
 
 impl State {
+    /// The live post an `at://<did or handle>/app.bsky.feed.post/<rkey>` names.
+    fn find_post(&self, uri: &str) -> Option<&StoredRecord> {
+        let rest = uri.strip_prefix("at://")?;
+        let mut parts = rest.split('/');
+        let did = self.did_of(parts.next()?)?;
+        if parts.next()? != POST_COLLECTION {
+            return None;
+        }
+        let rkey = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let index = *self.record_index.get(&(did, rkey.to_string()))?;
+        self.records.get(index).filter(|r| !r.public.deleted)
+    }
+
     /// The DID of a handle or DID.
     fn did_of(&self, identifier: &str) -> Option<String> {
         if identifier.starts_with("did:") {
@@ -666,6 +749,7 @@ fn route(state: &mut State, nsid: &str, req: &HttpRequest, body: &[u8]) -> Reply
         ("com.atproto.repo.getRecord", false) => get_record(state, req),
         ("com.atproto.repo.uploadBlob", true) => upload_blob(state, req, body),
         ("com.atproto.repo.deleteRecord", true) => delete_record(state, req, body),
+        ("app.bsky.feed.getPostThread", false) => get_post_thread(state, req),
         (
             "com.atproto.server.createSession"
             | "com.atproto.server.refreshSession"
@@ -673,7 +757,8 @@ fn route(state: &mut State, nsid: &str, req: &HttpRequest, body: &[u8]) -> Reply
             | "com.atproto.repo.createRecord"
             | "com.atproto.repo.getRecord"
             | "com.atproto.repo.uploadBlob"
-            | "com.atproto.repo.deleteRecord",
+            | "com.atproto.repo.deleteRecord"
+            | "app.bsky.feed.getPostThread",
             _,
         ) => Reply::invalid(format!(
             "Incorrect HTTP method ({}) for {nsid}",
@@ -874,34 +959,8 @@ fn store_record(state: &mut State, did: &str, body: &[u8]) -> Reply {
         return Reply::invalid("Record already exists");
     }
     let value = Value::Object(record.clone());
-    let cid = cid_of(&value);
+    let (uri, cid) = insert_record(state, did, rkey, value, post, reply_refs, images);
     let rev = state.next_tid();
-    let uri = format!("at://{did}/{POST_COLLECTION}/{rkey}");
-    let handle = state
-        .accounts
-        .get(did)
-        .map(|a| a.handle.clone())
-        .unwrap_or_default();
-    state.record_index.insert(key, state.records.len());
-    state.records.push(StoredRecord {
-        public: FakeRecord {
-            did: did.to_string(),
-            handle,
-            rkey,
-            uri: uri.clone(),
-            text: post.text,
-            langs: post.langs,
-            created_at: post.created_at,
-            facets: record.get("facets").cloned().unwrap_or(Value::Null),
-            received_at: Utc::now(),
-            cid: cid.clone(),
-            reply: reply_refs,
-            images,
-            deleted: false,
-        },
-        cid: cid.clone(),
-        value,
-    });
     let mut reply = Reply::ok(json!({
         "uri": uri,
         "cid": cid,
@@ -915,6 +974,177 @@ fn store_record(state: &mut State, did: &str, body: &[u8]) -> Reply {
         reply.after = After::Stall(stall);
     }
     reply
+}
+
+/// Store a post record of `did` under `rkey` (not taken): its URI and CID.
+fn insert_record(
+    state: &mut State,
+    did: &str,
+    rkey: String,
+    value: Value,
+    post: CheckedPost,
+    reply: Option<FakeReply>,
+    images: Vec<FakeImage>,
+) -> (String, String) {
+    let cid = cid_of(&value);
+    let uri = format!("at://{did}/{POST_COLLECTION}/{rkey}");
+    let handle = state
+        .accounts
+        .get(did)
+        .map(|a| a.handle.clone())
+        .unwrap_or_default();
+    let index = state.records.len();
+    state
+        .record_index
+        .insert((did.to_string(), rkey.clone()), index);
+    if let Some(reply) = &reply {
+        // The parent's URI as stored (a DID, never a handle).
+        let parent = state
+            .find_post(&reply.parent_uri)
+            .map(|p| p.public.uri.clone())
+            .unwrap_or_else(|| reply.parent_uri.clone());
+        state.children.entry(parent).or_default().push(index);
+    }
+    state.records.push(StoredRecord {
+        public: FakeRecord {
+            did: did.to_string(),
+            handle,
+            rkey,
+            uri: uri.clone(),
+            text: post.text,
+            langs: post.langs,
+            created_at: post.created_at,
+            facets: value.get("facets").cloned().unwrap_or(Value::Null),
+            received_at: Utc::now(),
+            cid: cid.clone(),
+            reply,
+            images,
+            deleted: false,
+        },
+        cid: cid.clone(),
+        value,
+    });
+    (uri, cid)
+}
+
+/// `app.bsky.feed.getPostThread` (proxied to the AppView): the thread of
+/// `uri` with replies down to `depth` and parents up to `parentHeight`.
+fn get_post_thread(state: &mut State, req: &HttpRequest) -> Reply {
+    if let Err(reply) = state.authenticate(req) {
+        return reply;
+    }
+    if let Some(status) = state.faults.fail.take() {
+        let status = if (500..600).contains(&status) {
+            status
+        } else {
+            500
+        };
+        return Reply::error(status, server_error_name(status), "Internal Server Error");
+    }
+    if let Some(reset_in) = state.faults.rate_limit.take() {
+        let limit = state.limits.global.map_or(3000, |l| l.points);
+        return Reply::rate_limited(Quota {
+            limit,
+            remaining: 0,
+            reset_epoch: new_window(Instant::now(), reset_in).reset_epoch,
+            window_secs: reset_in.as_secs().max(1),
+        });
+    }
+    let params: HashMap<String, String> = match serde_urlencoded::from_str(req.query_string()) {
+        Ok(params) => params,
+        Err(_) => return Reply::invalid("Invalid query string"),
+    };
+    let Some(uri) = params.get("uri") else {
+        return Reply::invalid(r#"Params must have the property "uri""#);
+    };
+    let bound = |name: &str, default: usize| -> Result<usize, Reply> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n <= 1000 => Ok(n),
+                Ok(_) => Err(Reply::invalid(format!(
+                    "{name} can not be greater than 1000"
+                ))),
+                Err(_) => Err(Reply::invalid(format!("{name} must be an integer"))),
+            },
+        }
+    };
+    let (depth, parent_height) = match (bound("depth", 6), bound("parentHeight", 80)) {
+        (Ok(d), Ok(p)) => (d, p),
+        (Err(reply), _) | (_, Err(reply)) => return reply,
+    };
+    let Some(index) = state
+        .find_post(uri)
+        .and_then(|p| {
+            state
+                .record_index
+                .get(&(p.public.did.clone(), p.public.rkey.clone()))
+        })
+        .copied()
+    else {
+        return Reply::error(400, "NotFound", &format!("Post not found: {uri}"));
+    };
+    let mut thread = thread_view(state, index, depth);
+    let mut node = &mut thread;
+    let mut current = index;
+    for _ in 0..parent_height {
+        let Some(parent) = state.records[current]
+            .public
+            .reply
+            .as_ref()
+            .and_then(|r| state.find_post(&r.parent_uri))
+            .and_then(|p| {
+                state
+                    .record_index
+                    .get(&(p.public.did.clone(), p.public.rkey.clone()))
+            })
+            .copied()
+        else {
+            break;
+        };
+        node["parent"] = thread_view(state, parent, 0);
+        node = &mut node["parent"];
+        current = parent;
+    }
+    Reply::ok(json!({"thread": thread}))
+}
+
+/// A `#threadViewPost` of record `index`, its live replies down to `depth`
+/// levels (oldest first; no `replies` at depth 0).
+fn thread_view(state: &State, index: usize, depth: usize) -> Value {
+    let record = &state.records[index];
+    let live: Vec<usize> = state
+        .children
+        .get(&record.public.uri)
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|&i| !state.records[i].public.deleted)
+        .collect();
+    let public = &record.public;
+    let mut view = json!({
+        "$type": "app.bsky.feed.defs#threadViewPost",
+        "post": {
+            "uri": public.uri,
+            "cid": record.cid,
+            "author": {"did": public.did, "handle": public.handle, "displayName": public.handle},
+            "record": record.value,
+            "replyCount": live.len(),
+            "repostCount": 0,
+            "likeCount": 0,
+            "quoteCount": 0,
+            "indexedAt": public.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "labels": [],
+        },
+    });
+    if depth > 0 {
+        view["replies"] = Value::Array(
+            live.into_iter()
+                .map(|i| thread_view(state, i, depth - 1))
+                .collect(),
+        );
+    }
+    view
 }
 
 fn get_record(state: &mut State, req: &HttpRequest) -> Reply {

@@ -1,6 +1,6 @@
 //! A fake Discord API (shared/platforms.md §9) on a loopback port, with fault
-//! injection: incoming webhooks (execute, get, delete a message) and the bot's
-//! channel-messages read.
+//! injection: incoming webhooks (execute, get, delete a message), the bot's
+//! channel-messages read, and the bot's create message (a reply).
 //!
 //! Routes (with or without an `/api/v10` style version prefix, as Discord):
 //! - `POST /api/webhooks/{id}/{token}[?wait=true&thread_id=…]`: JSON (or form)
@@ -10,7 +10,18 @@
 //! - `DELETE /api/webhooks/{id}/{token}/messages/{message_id}`: 204.
 //! - `GET /api/v10/channels/{channel_id}/messages?after|before|around&limit`
 //!   with `Authorization: Bot <token>`: newest first, 50 by default, at most 100.
+//!   A reply (type 19) carries `message_reference` and `referenced_message`.
+//! - `POST /api/v10/channels/{channel_id}/messages` with `Authorization: Bot`:
+//!   `{content?, embeds?, allowed_mentions?, message_reference?, nonce?,
+//!   enforce_nonce?}`; a reference to a message not in the channel is 400
+//!   `50035` (`MESSAGE_REFERENCE_UNKNOWN_MESSAGE`) unless `fail_if_not_exists`
+//!   is false; with `enforce_nonce`, the bot's message with the same nonce in
+//!   the last 5 minutes is answered again and nothing is created.
 //!
+//! - `GET /api/v10/users/@me` with `Authorization: Bot`: the bot user.
+//!
+//! Bot calls share a per-bot bucket (50 per second by default), with the same
+//! headers and 429 as webhooks.
 //! Every webhook has its own bucket (`X-RateLimit-Limit/Remaining/Reset/
 //! Reset-After/Bucket`); over it, 429 with `Retry-After`, `X-RateLimit-Scope:
 //! user` and the body `{"message","retry_after":<float s>,"global":false}`.
@@ -28,10 +39,13 @@
 //! - Setup: [`FakeDiscord::add_webhook`] → [`FakeWebhook`] (url, ids, token);
 //!   [`FakeDiscord::add_bot`] → bot token; [`FakeDiscord::post_as_user`] and
 //!   [`FakeDiscord::seed_webhook_message`] (messages at a chosen time).
+//! - The public: [`FakeDiscord::add_reply`] (a user, by username, answers a
+//!   message with a reply; returns its id).
 //! - Access changes: [`FakeDiscord::delete_webhook`] (404 10015),
 //!   [`FakeDiscord::reset_webhook_token`] (old token: 401 50027),
 //!   [`FakeDiscord::revoke_bot`] (401), [`FakeDiscord::deny_next`] (403 50013).
-//! - Faults: [`FakeDiscord::fail_next`], [`FakeDiscord::rate_limit_next`],
+//! - Faults: [`FakeDiscord::fail_next`], [`FakeDiscord::rate_limit_next`] (the
+//!   next executes or bot calls), [`FakeDiscord::faults_after`],
 //!   [`FakeDiscord::drop_after_store_next`], [`FakeDiscord::stall_after_store_next`],
 //!   [`FakeDiscord::set_latency`].
 //! - Inspection: [`FakeDiscord::messages`] (content, embeds, allowed mentions,
@@ -68,6 +82,8 @@ pub struct Bucket {
 pub struct FakeDiscordConfig {
     /// Per-webhook bucket for executes; `None` turns it (and its headers) off.
     pub webhook_bucket: Option<Bucket>,
+    /// Per-bot bucket for bot calls (reads and creates); `None` turns it off.
+    pub bot_bucket: Option<Bucket>,
     pub workers: usize,
 }
 
@@ -77,6 +93,10 @@ impl Default for FakeDiscordConfig {
             webhook_bucket: Some(Bucket {
                 limit: 5,
                 window: Duration::from_secs(2),
+            }),
+            bot_bucket: Some(Bucket {
+                limit: 50,
+                window: Duration::from_secs(1),
             }),
             workers: 2,
         }
@@ -95,7 +115,7 @@ pub struct FakeWebhook {
 }
 
 /// A message in a channel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FakeDiscordMessage {
     pub id: String,
     pub channel_id: String,
@@ -108,6 +128,14 @@ pub struct FakeDiscordMessage {
     pub thread_id: Option<String>,
     pub timestamp: DateTime<Utc>,
     pub deleted: bool,
+    /// The user or bot that wrote it (`None`: a webhook's message).
+    pub author: Option<String>,
+    /// Written by a bot (with its token).
+    pub by_bot: bool,
+    /// `message_reference.message_id`: the message it replies to.
+    pub reference: Option<String>,
+    /// The `nonce` of a bot's create.
+    pub nonce: Option<String>,
 }
 
 /// A running fake; stops when dropped.
@@ -125,6 +153,7 @@ impl FakeDiscord {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 bucket: config.webhook_bucket,
+                bot_bucket: config.bot_bucket,
                 ..State::default()
             }),
         });
@@ -182,15 +211,56 @@ impl FakeDiscord {
             random_token(6),
             random_token(27)
         );
-        self.shared.lock().bots.insert(token.clone(), true);
+        let mut state = self.shared.lock();
+        let id = state.snowflake(Utc::now()).to_string();
+        let username = format!("herald-bot-{}", state.bots.len() + 1);
+        state.bots.insert(
+            token.clone(),
+            Bot {
+                valid: true,
+                id,
+                username,
+                window: (Instant::now(), 0),
+            },
+        );
         token
     }
 
     /// The bot token stops working (401).
     pub fn revoke_bot(&self, token: &str) {
-        if let Some(valid) = self.shared.lock().bots.get_mut(token) {
-            *valid = false;
+        if let Some(bot) = self.shared.lock().bots.get_mut(token) {
+            bot.valid = false;
         }
+    }
+
+    /// The user `username` answers message `message_id` with a reply
+    /// (type 19, `message_reference` to it) in its channel, now. Returns
+    /// the reply's id; `None` if no channel holds that message.
+    pub fn add_reply(&self, message_id: &str, username: &str, content: &str) -> Option<String> {
+        let mut state = self.shared.lock();
+        let parent = message_id.parse::<u64>().ok()?;
+        let channel_id = state
+            .channels
+            .iter()
+            .find(|(_, c)| c.get(&parent).is_some_and(|m| !m.deleted))
+            .map(|(id, _)| id.clone())?;
+        let id = state.snowflake(Utc::now());
+        state.insert(FakeDiscordMessage {
+            id: id.to_string(),
+            channel_id,
+            content: content.to_string(),
+            timestamp: Utc::now(),
+            author: Some(username.to_string()),
+            reference: Some(parent.to_string()),
+            ..FakeDiscordMessage::default()
+        });
+        Some(id.to_string())
+    }
+
+    /// The faults armed next (`fail_next`, `rate_limit_next`) wait for
+    /// `requests` more requests they could hit (a failure on page 2).
+    pub fn faults_after(&self, requests: usize) {
+        self.shared.lock().fault_skip = requests;
     }
 
     /// The webhook is deleted: every call answers 404 `10015 Unknown Webhook`.
@@ -225,13 +295,10 @@ impl FakeDiscord {
         state.insert(FakeDiscordMessage {
             id: id.to_string(),
             channel_id: channel_id.to_string(),
-            webhook_id: None,
             content: content.to_string(),
-            embeds: Vec::new(),
-            allowed_mentions: None,
-            thread_id: None,
             timestamp: Utc::now(),
-            deleted: false,
+            author: Some("someone".into()),
+            ..FakeDiscordMessage::default()
         });
         id.to_string()
     }
@@ -255,17 +322,18 @@ impl FakeDiscord {
             allowed_mentions: None,
             thread_id: None,
             timestamp: at,
-            deleted: false,
+            ..FakeDiscordMessage::default()
         });
         Some(message_id.to_string())
     }
 
-    /// The next `n` executes answer `status` (a 5xx) and store nothing.
+    /// The next `n` executes or bot calls answer `status` (a 5xx) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
         self.shared.lock().faults.fail.arm(n, status);
     }
 
-    /// The next `n` executes answer 429 with `retry_after` (and `global` in the body).
+    /// The next `n` executes or bot calls answer 429 with `retry_after` (and
+    /// `global` in the body).
     pub fn rate_limit_next(&self, n: usize, retry_after: Duration, global: bool) {
         self.shared
             .lock()
@@ -338,6 +406,15 @@ impl Shared {
     }
 }
 
+struct Bot {
+    valid: bool,
+    /// The bot user's id and name.
+    id: String,
+    username: String,
+    /// Bucket window start and calls counted in it.
+    window: (Instant, u32),
+}
+
 struct Hook {
     name: String,
     token: String,
@@ -354,7 +431,10 @@ struct State {
     latency: Duration,
     last_snowflake: u64,
     webhooks: HashMap<String, Hook>,
-    bots: HashMap<String, bool>,
+    bots: HashMap<String, Bot>,
+    bot_bucket: Option<Bucket>,
+    /// Requests that pass before the armed faults apply.
+    fault_skip: usize,
     /// Channel id → messages by snowflake.
     channels: HashMap<String, BTreeMap<u64, FakeDiscordMessage>>,
     execute_requests: usize,
@@ -449,21 +529,53 @@ impl State {
     }
 
     fn message_json(&self, m: &FakeDiscordMessage) -> Value {
-        let name = m
-            .webhook_id
-            .as_ref()
-            .and_then(|id| self.webhooks.get(id))
-            .map_or("someone".to_string(), |h| h.name.clone());
-        let author_id = m
-            .webhook_id
-            .clone()
-            .unwrap_or_else(|| "80351110224678912".into());
+        let mut value = self.message_json_flat(m);
+        if let Some(parent) = m.reference.as_deref().and_then(|r| self.find_message(r)) {
+            value["referenced_message"] = self.message_json_flat(parent);
+        }
+        value
+    }
+
+    /// A message in `channel_id`… by id, anywhere.
+    fn find_message(&self, id: &str) -> Option<&FakeDiscordMessage> {
+        let id = id.parse::<u64>().ok()?;
+        self.channels
+            .values()
+            .find_map(|c| c.get(&id))
+            .filter(|m| !m.deleted)
+    }
+
+    /// A message without its `referenced_message` (as Discord nests it).
+    fn message_json_flat(&self, m: &FakeDiscordMessage) -> Value {
+        let name = match (&m.author, &m.webhook_id) {
+            (Some(author), _) => author.clone(),
+            (None, Some(id)) => self
+                .webhooks
+                .get(id)
+                .map_or("someone".to_string(), |h| h.name.clone()),
+            (None, None) => "someone".to_string(),
+        };
+        let author_id = match (&m.webhook_id, &m.author) {
+            (Some(webhook), _) => webhook.clone(),
+            (None, Some(author)) if m.by_bot => self
+                .bots
+                .values()
+                .find(|b| &b.username == author)
+                .map_or_else(|| "80351110224678912".to_string(), |b| b.id.clone()),
+            (None, Some(author)) => user_id_of(author),
+            (None, None) => "80351110224678912".to_string(),
+        };
+        let guild_id = self
+            .webhooks
+            .values()
+            .find(|h| h.channel_id == m.channel_id)
+            .map(|h| h.guild_id.clone());
         let mut value = json!({
             "id": m.id,
-            "type": 0,
+            "type": if m.reference.is_some() { 19 } else { 0 },
             "content": m.content,
             "channel_id": m.channel_id,
-            "author": {"id": author_id, "username": name, "avatar": null, "discriminator": "0000", "bot": m.webhook_id.is_some()},
+            "author": {"id": author_id, "username": name, "global_name": name, "avatar": null, "discriminator": "0", "bot": m.webhook_id.is_some() || m.by_bot},
             "attachments": [],
             "embeds": m.embeds,
             "mentions": [],
@@ -478,6 +590,17 @@ impl State {
         });
         if let Some(webhook_id) = &m.webhook_id {
             value["webhook_id"] = json!(webhook_id);
+        }
+        if let Some(parent) = &m.reference {
+            value["message_reference"] = json!({
+                "type": 0,
+                "message_id": parent,
+                "channel_id": m.channel_id,
+                "guild_id": guild_id,
+            });
+        }
+        if let Some(nonce) = &m.nonce {
+            value["nonce"] = json!(nonce);
         }
         value
     }
@@ -520,8 +643,10 @@ impl State {
         if let Err(response) = self.webhook(id, token) {
             return Outcome::Answer(response);
         }
-        if let Some((wait, global)) = self.faults.rate_limit.take() {
-            return Outcome::Answer(too_many(None, wait, global));
+        if self.fault_skip == 0 {
+            if let Some((wait, global)) = self.faults.rate_limit.take() {
+                return Outcome::Answer(too_many(None, wait, global));
+            }
         }
         let rate = match self.charge(id) {
             Ok(rate) => rate,
@@ -532,7 +657,9 @@ impl State {
                 rate.apply(builder);
             }
         };
-        if let Some(status) = self.faults.fail.take() {
+        if self.fault_skip > 0 {
+            self.fault_skip -= 1;
+        } else if let Some(status) = self.faults.fail.take() {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut builder = HttpResponse::build(status);
             answer(&mut builder);
@@ -622,7 +749,7 @@ impl State {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             timestamp: Utc::now(),
-            deleted: false,
+            ..FakeDiscordMessage::default()
         };
         self.insert(message.clone());
         let wait = query.get("wait").and_then(Value::as_str) == Some("true");
@@ -674,18 +801,70 @@ impl State {
         }
     }
 
-    fn channel_messages(&self, req: &HttpRequest, channel_id: &str) -> HttpResponse {
-        let auth = req
+    /// Check the bot token of a request, inject an armed fault, charge the
+    /// bot's bucket: the bot's token and the rate headers, or the answer.
+    #[allow(clippy::result_large_err)]
+    fn bot_call(
+        &mut self,
+        req: &HttpRequest,
+    ) -> Result<(String, Option<RateHeaders>), HttpResponse> {
+        let token = req
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let valid = auth
+            .unwrap_or("")
             .strip_prefix("Bot ")
-            .is_some_and(|t| self.bots.get(t.trim()) == Some(&true));
-        if !valid {
-            return error_body(401, 0, "401: Unauthorized", None);
+            .map(|t| t.trim().to_string())
+            .filter(|t| self.bots.get(t).is_some_and(|b| b.valid))
+            .ok_or_else(|| error_body(401, 0, "401: Unauthorized", None))?;
+        if self.fault_skip > 0 {
+            self.fault_skip -= 1;
+        } else {
+            if let Some((wait, global)) = self.faults.rate_limit.take() {
+                return Err(too_many(None, wait, global));
+            }
+            if let Some(status) = self.faults.fail.take() {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                return Err(HttpResponse::build(status)
+                    .json(json!({"message": "Internal Server Error", "code": 0})));
+            }
         }
+        let Some(bucket) = self.bot_bucket else {
+            return Ok((token, None));
+        };
+        let bot = self.bots.get_mut(&token).expect("checked bot");
+        let now = Instant::now();
+        if now.duration_since(bot.window.0) >= bucket.window {
+            bot.window = (now, 0);
+        }
+        let reset_after = bucket
+            .window
+            .saturating_sub(now.duration_since(bot.window.0));
+        let headers = |remaining| RateHeaders {
+            limit: bucket.limit,
+            remaining,
+            reset_after,
+            bucket: format!("fake-bot-{}", bot.id),
+        };
+        if bot.window.1 >= bucket.limit {
+            return Err(too_many(Some(&headers(0)), reset_after, false));
+        }
+        bot.window.1 += 1;
+        Ok((token, Some(headers(bucket.limit - bot.window.1))))
+    }
+
+    fn channel_messages(&mut self, req: &HttpRequest, channel_id: &str) -> HttpResponse {
+        let rate = match self.bot_call(req) {
+            Ok((_, rate)) => rate,
+            Err(response) => return response,
+        };
+        let ok = |body: Value| {
+            let mut builder = HttpResponse::Ok();
+            if let Some(rate) = &rate {
+                rate.apply(&mut builder);
+            }
+            builder.json(body)
+        };
         let Some(channel) = self.channels.get(channel_id) else {
             return error_body(404, 10003, "Unknown Channel", None);
         };
@@ -747,8 +926,161 @@ impl State {
         };
         page.reverse();
         let body: Vec<Value> = page.into_iter().map(|m| self.message_json(m)).collect();
-        HttpResponse::Ok().json(body)
+        ok(Value::Array(body))
     }
+
+    /// `GET /users/@me` as the bot: its user object.
+    fn bot_user(&mut self, req: &HttpRequest) -> HttpResponse {
+        let (token, rate) = match self.bot_call(req) {
+            Ok(auth) => auth,
+            Err(response) => return response,
+        };
+        let bot = &self.bots[&token];
+        let mut builder = HttpResponse::Ok();
+        if let Some(rate) = &rate {
+            rate.apply(&mut builder);
+        }
+        builder.json(json!({
+            "id": bot.id,
+            "username": bot.username,
+            "global_name": null,
+            "discriminator": "0",
+            "avatar": null,
+            "bot": true,
+            "verified": true,
+            "flags": 0,
+        }))
+    }
+
+    /// `POST /channels/{channel_id}/messages` as the bot.
+    fn create_message(
+        &mut self,
+        req: &HttpRequest,
+        channel_id: &str,
+        body: Result<Map<String, Value>, ()>,
+    ) -> Outcome {
+        let (token, rate) = match self.bot_call(req) {
+            Ok(auth) => auth,
+            Err(response) => return Outcome::Answer(response),
+        };
+        let answer = |status: StatusCode, value: Value| {
+            let mut builder = HttpResponse::build(status);
+            if let Some(rate) = &rate {
+                rate.apply(&mut builder);
+            }
+            builder.json(value)
+        };
+        if !self.channels.contains_key(channel_id) {
+            return Outcome::Answer(error_body(404, 10003, "Unknown Channel", None));
+        }
+        let Ok(body) = body else {
+            return Outcome::Answer(error_body(
+                400,
+                50109,
+                "The request body contains invalid JSON.",
+                None,
+            ));
+        };
+        let content = body
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if content.chars().count() > CONTENT_LIMIT {
+            return Outcome::Answer(form_error(
+                &["content"],
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 2000 or fewer in length.",
+            ));
+        }
+        let embeds = match body.get("embeds") {
+            Some(Value::Array(embeds)) => embeds.clone(),
+            _ => Vec::new(),
+        };
+        if content.trim().is_empty() && embeds.is_empty() {
+            return Outcome::Answer(error_body(400, 50006, "Cannot send an empty message", None));
+        }
+        let nonce = match body.get("nonce") {
+            Some(Value::String(n)) if n.chars().count() <= 25 => Some(n.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            None | Some(Value::Null) => None,
+            Some(_) => {
+                return Outcome::Answer(form_error(
+                    &["nonce"],
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 25 or fewer in length.",
+                ))
+            }
+        };
+        let bot_name = self.bots[&token].username.clone();
+        let enforce = body.get("enforce_nonce").and_then(Value::as_bool) == Some(true);
+        if let (true, Some(nonce)) = (enforce, &nonce) {
+            let recent = Utc::now() - chrono::Duration::minutes(5);
+            let earlier = self.channels[channel_id].values().find(|m| {
+                m.by_bot
+                    && m.author.as_deref() == Some(bot_name.as_str())
+                    && m.nonce.as_deref() == Some(nonce.as_str())
+                    && m.timestamp >= recent
+            });
+            if let Some(earlier) = earlier {
+                return Outcome::Answer(answer(StatusCode::OK, self.message_json(earlier)));
+            }
+        }
+        let reference = body.get("message_reference");
+        let parent = reference
+            .and_then(|r| r.get("message_id"))
+            .and_then(|id| match id {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        let mut kept_reference = None;
+        if let Some(parent) = parent {
+            let exists = parent
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| self.channels[channel_id].get(&id))
+                .is_some_and(|m| !m.deleted);
+            let must_exist = reference
+                .and_then(|r| r.get("fail_if_not_exists"))
+                .and_then(Value::as_bool)
+                != Some(false);
+            if exists {
+                kept_reference = Some(parent);
+            } else if must_exist {
+                return Outcome::Answer(form_error(
+                    &["message_reference"],
+                    "MESSAGE_REFERENCE_UNKNOWN_MESSAGE",
+                    "Unknown message",
+                ));
+            }
+        }
+        let id = self.snowflake(Utc::now());
+        let message = FakeDiscordMessage {
+            id: id.to_string(),
+            channel_id: channel_id.to_string(),
+            content,
+            embeds,
+            allowed_mentions: body.get("allowed_mentions").cloned(),
+            timestamp: Utc::now(),
+            author: Some(bot_name),
+            by_bot: true,
+            reference: kept_reference,
+            nonce,
+            ..FakeDiscordMessage::default()
+        };
+        self.insert(message.clone());
+        let response = answer(StatusCode::OK, self.message_json(&message));
+        self.faults.after_store(response)
+    }
+}
+
+/// A stable user id for a username.
+fn user_id_of(username: &str) -> String {
+    let hash = username.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+    });
+    ((hash >> 4) | (1 << 56)).to_string()
 }
 
 fn too_many(rate: Option<&RateHeaders>, wait: Duration, global: bool) -> HttpResponse {
@@ -835,6 +1167,13 @@ async fn route(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
         }
         (Method::GET, ["channels", channel_id, "messages"]) => {
             shared.lock().channel_messages(&req, channel_id)
+        }
+        (Method::GET, ["users", "@me"]) => shared.lock().bot_user(&req),
+        (Method::POST, ["channels", channel_id, "messages"]) => {
+            let content_type = super::server::content_type(&req);
+            let parsed = parse_body(&content_type, &body);
+            let outcome = shared.lock().create_message(&req, channel_id, parsed);
+            outcome.respond("fake Discord").await
         }
         (Method::GET | Method::POST | Method::DELETE | Method::PATCH, _) => {
             error_body(404, 0, "404: Not Found", None)

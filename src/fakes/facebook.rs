@@ -29,8 +29,27 @@
 //!   with a subcode), [`set_usage`](FakeFacebook::set_usage).
 //! - Duplicate detection: a feed post whose message equals the Page's latest
 //!   feed post gets `(#506) Duplicate status message`.
+//! - Comments (platforms.md §5.6): `GET /{id}/comments` with `filter`
+//!   (`toplevel`, the default: the object's own comments; `stream`: every
+//!   comment under a post at any depth, flat), `order` (`chronological` by
+//!   default, or `reverse_chronological`), `fields` (`from{id,name}`,
+//!   `parent{id}` on replies to comments, `permalink_url`, …), `limit`, and
+//!   opaque `after`/`before` cursors naming an item, as Graph's do (a cursor
+//!   keeps its place when comments are added or deleted; an unknown cursor
+//!   is `(#100)`). `paging.next` only when more items follow.
+//! - The public: [`add_reply`](FakeFacebook::add_reply)`(parent, author,
+//!   text)` adds a comment from a member of the public (a display name; its
+//!   `from` is a user of its own) on a post or a comment, and returns its id.
+//!   An answer from the Page to a comment is `POST /{comment-id}/comments`;
+//!   [`posts`](FakeFacebook::posts) shows it with that comment as `parent_id`.
+//! - Paging: [`set_page_size`](FakeFacebook::set_page_size) caps every list
+//!   page (100 by default) so tests can force several pages.
+//! - Faults on comment reads: [`fail_reads_next`](FakeFacebook::fail_reads_next)
+//!   (code 2, any status), [`rate_limit_reads_next`](FakeFacebook::rate_limit_reads_next)
+//!   (code 80001 with the usage header); a revoked token fails reads as it
+//!   fails writes.
 //! - Inspection: [`posts`](FakeFacebook::posts) (feed posts, photos and
-//!   comments with their parent, image, alt text, deleted flag),
+//!   comments with their parent, author, image, alt text, deleted flag),
 //!   [`post_requests`](FakeFacebook::post_requests),
 //!   [`requests_to`](FakeFacebook::requests_to).
 
@@ -40,6 +59,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -189,18 +210,25 @@ pub(crate) fn param_time(text: &str) -> Option<DateTime<Utc>> {
     crate::platforms::graph::parse_time(text)
 }
 
-/// One Graph page of `items` from `offset` (the `after` cursor is the offset).
+/// The `limit` of a list request: 25 by default, at most `max` (and 100).
+pub(crate) fn page_limit(params: &HashMap<String, String>, max: usize) -> usize {
+    params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25)
+        .clamp(1, max.clamp(1, 100))
+}
+
+/// One Graph page of `items` from `offset` (the `after` cursor is the
+/// offset), at most `max` items.
 pub(crate) fn paged(
     base_url: &str,
     req: &HttpRequest,
     params: &HashMap<String, String>,
     items: Vec<Value>,
+    max: usize,
 ) -> Value {
-    let limit = params
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(25)
-        .clamp(1, 100);
+    let limit = page_limit(params, max);
     let offset = params
         .get("after")
         .and_then(|a| a.parse::<usize>().ok())
@@ -226,6 +254,145 @@ pub(crate) fn paged(
         }
     }
     body
+}
+
+/// The opaque cursor Graph would give for the list item `id`.
+pub(crate) fn cursor_of(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("cursor:{id}"))
+}
+
+/// The item a cursor made by [`cursor_of`] names.
+fn id_of_cursor(cursor: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("cursor:")
+        .map(str::to_string)
+}
+
+/// One Graph page of a list whose cursors name items, as Graph's comment
+/// cursors do: a cursor keeps its place when items are added before or
+/// after it, or when its own item is deleted. `order` is every id of the
+/// list in order (deleted ones included); `show` renders an item, or `None`
+/// to skip it (deleted). `after` gives the items after the cursor's,
+/// `before` the `limit` items before it. A cursor the list does not know is
+/// Graph's `(#100)` error.
+#[allow(clippy::result_large_err)]
+pub(crate) fn paged_by_id(
+    base_url: &str,
+    req: &HttpRequest,
+    params: &HashMap<String, String>,
+    order: &[String],
+    show: impl Fn(&str) -> Option<Value>,
+    max: usize,
+) -> Result<Value, HttpResponse> {
+    let limit = page_limit(params, max);
+    let position = |name: &str| -> Result<Option<usize>, HttpResponse> {
+        let Some(cursor) = params.get(name).filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        id_of_cursor(cursor)
+            .and_then(|id| order.iter().position(|o| *o == id))
+            .map(Some)
+            .ok_or_else(|| {
+                graph_error(
+                    400,
+                    100,
+                    None,
+                    &format!("(#100) The {name} cursor is not valid for this list"),
+                )
+            })
+    };
+    let visible: Vec<(usize, Value)> = order
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| show(id).map(|v| (i, v)))
+        .collect();
+    let page: Vec<(usize, Value)> = match (position("after")?, position("before")?) {
+        (Some(after), _) => visible
+            .into_iter()
+            .filter(|(i, _)| *i > after)
+            .take(limit)
+            .collect(),
+        (None, Some(before)) => {
+            let earlier: Vec<(usize, Value)> =
+                visible.into_iter().filter(|(i, _)| *i < before).collect();
+            let skip = earlier.len().saturating_sub(limit);
+            earlier.into_iter().skip(skip).collect()
+        }
+        (None, None) => visible.into_iter().take(limit).collect(),
+    };
+    let (Some(first), Some(last)) = (page.first().map(|p| p.0), page.last().map(|p| p.0)) else {
+        return Ok(json!({ "data": [] }));
+    };
+    let has = |keep: &dyn Fn(usize) -> bool| {
+        order
+            .iter()
+            .enumerate()
+            .any(|(i, id)| keep(i) && show(id).is_some())
+    };
+    let link = |name: &str, cursor: &str| {
+        let mut query: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "after" | "before"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        query.push((name.into(), cursor.to_string()));
+        query.sort();
+        let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+        format!("{base_url}{}?{query}", req.path())
+    };
+    let before = cursor_of(&order[first]);
+    let after = cursor_of(&order[last]);
+    let mut paging = json!({"cursors": {"before": before, "after": after}});
+    if has(&|i| i > last) {
+        paging["next"] = json!(link("after", &after));
+    }
+    if has(&|i| i < first) {
+        paging["previous"] = json!(link("before", &before));
+    }
+    let data: Vec<Value> = page.into_iter().map(|(_, v)| v).collect();
+    Ok(json!({ "data": data, "paging": paging }))
+}
+
+/// A throttled answer: HTTP 400 with Graph `code` and an
+/// `X-Business-Use-Case-Usage` header of `kind` (`pages`, `instagram`, …)
+/// whose `estimated_time_to_regain_access` is `minutes` (none when 0).
+pub(crate) fn throttled(code: i64, kind: &str, minutes: u64) -> HttpResponse {
+    let mut response = graph_error(
+        400,
+        code,
+        None,
+        "There have been too many calls from this account. Wait a bit and try again.",
+    );
+    let header = json!({"0": [{"type": kind, "call_count": 100, "total_cputime": 10, "total_time": 10, "estimated_time_to_regain_access": minutes}]});
+    if let Ok(value) = header.to_string().parse() {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-business-use-case-usage"),
+            value,
+        );
+    }
+    response
+}
+
+/// Faults injected into the reads of replies (comment lists): a transient
+/// Graph error (code 2) with an HTTP status, or a throttle (code, minutes).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadFaults {
+    pub fail: Next<u16>,
+    pub rate_limit: Next<(i64, u64)>,
+}
+
+impl ReadFaults {
+    /// The answer of a due fault; `kind` names the usage header's budget.
+    pub fn take(&mut self, kind: &str) -> Option<HttpResponse> {
+        if let Some(response) = injected_failure(&mut self.fail) {
+            return Some(response);
+        }
+        self.rate_limit
+            .take()
+            .map(|(code, minutes)| throttled(code, kind, minutes))
+    }
 }
 
 /// Whether the comma list `fields` names `field`.
@@ -267,6 +434,10 @@ pub struct FakeFbPost {
     pub created_time: DateTime<Utc>,
     pub deleted: bool,
     pub permalink_url: String,
+    /// A comment from the public ([`FakeFacebook::add_reply`]): its
+    /// author's user id and name. `None`: made by the Page.
+    pub from_id: Option<String>,
+    pub from_name: Option<String>,
 }
 
 /// A running fake Graph API; stops when dropped.
@@ -400,18 +571,63 @@ impl FakeFacebook {
 
     /// Add a feed post to `page_id` as if made at `created_time`.
     pub fn seed_post(&self, page_id: &str, message: &str, created_time: DateTime<Utc>) -> String {
-        let base = self.base_url();
         let mut state = self.lock();
-        state.store(
-            &base,
-            page_id,
-            "feed",
-            message,
+        state.store(page_id, "feed", message, None, None, None, created_time)
+    }
+
+    /// A member of the public (`author`, a display name: Facebook has no
+    /// handles) comments on the post or comment `parent`, now. Returns the
+    /// comment's id (`<post>_<n>`).
+    ///
+    /// # Panics
+    /// When `parent` is not a live post or comment of this fake.
+    pub fn add_reply(&self, parent: &str, author: &str, text: &str) -> String {
+        let mut state = self.lock();
+        let Some(page_id) = state
+            .posts
+            .get(parent)
+            .filter(|p| !p.deleted)
+            .map(|p| p.page_id.clone())
+        else {
+            panic!("add_reply: the fake has no post or comment {parent}");
+        };
+        let from_id = state.public_user(author);
+        let id = state.store(
+            &page_id,
+            "comment",
+            text,
+            Some(parent),
             None,
             None,
-            None,
-            created_time,
-        )
+            Utc::now(),
+        );
+        if let Some(comment) = state.posts.get_mut(&id) {
+            comment.from_id = Some(from_id);
+            comment.from_name = Some(author.to_string());
+        }
+        id
+    }
+
+    /// Lists answer at most `n` items a page, whatever `limit` asks (to
+    /// make tests read several pages).
+    pub fn set_page_size(&self, n: usize) {
+        self.lock().page_size = n.max(1);
+    }
+
+    /// The next `n` comment reads (`GET /{id}/comments`) answer `status`
+    /// with Graph code 2 (transient).
+    pub fn fail_reads_next(&self, n: usize, status: u16) {
+        self.lock().read_faults.fail.arm(n, status);
+    }
+
+    /// The next `n` comment reads are throttled: HTTP 400, code 80001, and
+    /// an `X-Business-Use-Case-Usage` header saying access comes back in
+    /// `regain_minutes` (none when 0).
+    pub fn rate_limit_reads_next(&self, n: usize, regain_minutes: u64) {
+        self.lock()
+            .read_faults
+            .rate_limit
+            .arm(n, (80001, regain_minutes));
     }
 
     /// Every stored object, oldest first.
@@ -487,7 +703,6 @@ struct CodeEntry {
     issued: Instant,
 }
 
-#[derive(Default)]
 struct State {
     next_id: u64,
     users: HashMap<String, String>,
@@ -503,13 +718,51 @@ struct State {
     usage: Option<(u32, u64)>,
     post_requests: usize,
     requests: HashMap<String, usize>,
+    /// Largest page a list answers (see `set_page_size`).
+    page_size: usize,
+    read_faults: ReadFaults,
+    /// Members of the public who commented: name → user id.
+    publics: HashMap<String, String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            next_id: 0,
+            users: HashMap::new(),
+            login_user: None,
+            pages: HashMap::new(),
+            tokens: HashMap::new(),
+            codes: HashMap::new(),
+            posts: HashMap::new(),
+            order: Vec::new(),
+            faults: Faults::default(),
+            error: Next::default(),
+            usage: None,
+            post_requests: 0,
+            requests: HashMap::new(),
+            page_size: 100,
+            read_faults: ReadFaults::default(),
+            publics: HashMap::new(),
+        }
+    }
 }
 
 impl State {
+    /// The user id of the member of the public named `name`.
+    fn public_user(&mut self, name: &str) -> String {
+        if let Some(id) = self.publics.get(name) {
+            return id.clone();
+        }
+        self.next_id += 1;
+        let id = format!("{}", 10_000_000_000u64 + self.next_id);
+        self.publics.insert(name.to_string(), id.clone());
+        id
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
-        base: &str,
         page_id: &str,
         kind: &str,
         message: &str,
@@ -528,7 +781,18 @@ impl State {
             None => format!("{page_id}_{n}"),
         };
         let permalink_url = match parent {
-            Some(parent) => format!("{base}/permalink/{parent}?comment_id={n}"),
+            Some(parent) => {
+                // On the thread's post; a reply names its comment too.
+                let root = root_of(self, parent).to_string();
+                let post_n = root.rsplit('_').next().unwrap_or(&root);
+                let post = format!("https://www.facebook.com/{page_id}/posts/{post_n}");
+                if parent == root {
+                    format!("{post}?comment_id={n}")
+                } else {
+                    let parent_n = parent.rsplit('_').next().unwrap_or(parent);
+                    format!("{post}?comment_id={parent_n}&reply_comment_id={n}")
+                }
+            }
             None => format!("https://www.facebook.com/{page_id}/posts/{n}"),
         };
         self.posts.insert(
@@ -544,6 +808,8 @@ impl State {
                 created_time: at,
                 deleted: false,
                 permalink_url,
+                from_id: None,
+                from_name: None,
             },
         );
         self.order.push(id.clone());
@@ -562,12 +828,17 @@ impl State {
             v["permalink_url"] = json!(post.permalink_url);
         }
         if wants(params, "from") {
-            let name = self
-                .pages
-                .get(&post.page_id)
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
-            v["from"] = json!({"id": post.page_id, "name": name});
+            v["from"] = match (&post.from_id, &post.from_name) {
+                (Some(id), Some(name)) => json!({"id": id, "name": name}),
+                _ => {
+                    let name = self
+                        .pages
+                        .get(&post.page_id)
+                        .map(|p| p.name.clone())
+                        .unwrap_or_default();
+                    json!({"id": post.page_id, "name": name})
+                }
+            };
         }
         if wants(params, "parent") {
             if let Some(parent) = &post.parent_id {
@@ -628,20 +899,7 @@ impl State {
             return Some(response);
         }
         if let Some(minutes) = self.faults.rate_limit.take() {
-            let mut response = graph_error(
-                400,
-                80001,
-                None,
-                "There have been too many calls to this Page account. Wait a bit and try again.",
-            );
-            let header = json!({"0": [{"type": "pages", "call_count": 100, "total_cputime": 10, "total_time": 10, "estimated_time_to_regain_access": minutes}]});
-            if let Ok(value) = header.to_string().parse() {
-                response.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static("x-business-use-case-usage"),
-                    value,
-                );
-            }
-            return Some(response);
+            return Some(throttled(80001, "pages", minutes));
         }
         injected_error(&mut self.error)
     }
@@ -803,6 +1061,7 @@ fn api(
                 req,
                 params,
                 items.into_iter().map(|(_, v)| v).collect(),
+                state.page_size,
             ))
         }
         ("GET", ["me"]) => match &subject {
@@ -814,7 +1073,7 @@ fn api(
         },
         ("POST", [object, edge @ ("feed" | "photos" | "comments")]) => {
             state.post_requests += 1;
-            write(state, base, object, edge, params, &subject)
+            write(state, object, edge, params, &subject)
         }
         ("GET", [page, "published_posts" | "feed" | "posts"]) => {
             if !state.pages.contains_key(*page) {
@@ -832,31 +1091,43 @@ fn api(
                 .filter(|p| until.is_none_or(|u| p.created_time <= u))
                 .map(|p| state.post_json(p, params))
                 .collect();
-            HttpResponse::Ok().json(paged(base, req, params, items))
+            HttpResponse::Ok().json(paged(base, req, params, items, state.page_size))
         }
         ("GET", [object, "comments"]) => {
+            if let Some(fault) = state.read_faults.take("pages") {
+                return fault;
+            }
             if state.posts.get(*object).is_none_or(|p| p.deleted) {
                 return no_object(object);
             }
+            // `toplevel` (the default): the object's own comments;
+            // `stream`: every comment under it at any depth, flat.
             let stream = params.get("filter").map(String::as_str) == Some("stream");
-            let mut items: Vec<&FakeFbPost> = state
+            let mut order: Vec<String> = state
                 .order
                 .iter()
                 .filter_map(|id| state.posts.get(id))
-                .filter(|p| p.kind == "comment" && !p.deleted)
+                .filter(|p| p.kind == "comment")
                 .filter(|p| {
                     let parent = p.parent_id.as_deref();
                     parent == Some(*object) || (stream && root_of(state, &p.id) == *object)
                 })
+                .map(|p| p.id.clone())
                 .collect();
             if params.get("order").map(String::as_str) == Some("reverse_chronological") {
-                items.reverse();
+                order.reverse();
             }
-            let items = items
-                .into_iter()
-                .map(|p| state.post_json(p, params))
-                .collect();
-            HttpResponse::Ok().json(paged(base, req, params, items))
+            let show = |id: &str| {
+                state
+                    .posts
+                    .get(id)
+                    .filter(|p| !p.deleted)
+                    .map(|p| state.post_json(p, params))
+            };
+            match paged_by_id(base, req, params, &order, show, state.page_size) {
+                Ok(body) => HttpResponse::Ok().json(body),
+                Err(response) => response,
+            }
         }
         ("GET", [object]) => {
             if let Some(page) = state.pages.get(*object) {
@@ -900,7 +1171,6 @@ fn root_of<'a>(state: &'a State, id: &'a str) -> &'a str {
 
 fn write(
     state: &mut State,
-    base: &str,
     object: &str,
     edge: &str,
     params: &HashMap<String, String>,
@@ -976,7 +1246,6 @@ fn write(
     };
     let parent = (edge == "comments").then_some(object);
     let id = state.store(
-        base,
         &page_id,
         kind,
         &message,
@@ -1011,6 +1280,55 @@ mod tests {
         assert_eq!(segments("/v23.0/123/feed"), vec!["123", "feed"]);
         assert_eq!(segments("/123_456"), vec!["123_456"]);
         assert_eq!(segments("/video/x"), vec!["video", "x"]);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn id_cursors_keep_their_place_when_items_come_and_go() {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/v23.0/1_2/comments")
+            .to_http_request();
+        let order: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let gone = ["b"];
+        let show = |id: &str| (!gone.contains(&id)).then(|| json!({ "id": id }));
+        let ask = |pairs: &[(&str, String)]| {
+            let params: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            paged_by_id("http://fake", &req, &params, &order, show, 100)
+        };
+        let ids = |body: &Value| -> Vec<String> {
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let first = ask(&[("limit", "2".into())]).unwrap();
+        assert_eq!(ids(&first), ["a", "c"], "deleted items are skipped");
+        assert!(first["paging"]["next"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://fake/v23.0/1_2/comments?"));
+        let after = first["paging"]["cursors"]["after"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(id_of_cursor(&after).as_deref(), Some("c"));
+        let next = ask(&[("limit", "2".into()), ("after", after)]).unwrap();
+        assert_eq!(ids(&next), ["d"]);
+        assert!(next["paging"].get("next").is_none());
+        assert!(next["paging"]["previous"].is_string());
+        // A cursor on a deleted item still has its place.
+        let on_b = ask(&[("after", cursor_of("b"))]).unwrap();
+        assert_eq!(ids(&on_b), ["c", "d"]);
+        let before_d = ask(&[("before", cursor_of("d")), ("limit", "1".into())]).unwrap();
+        assert_eq!(ids(&before_d), ["c"]);
+        let nothing = ask(&[("after", cursor_of("d"))]).unwrap();
+        assert_eq!(nothing, json!({"data": []}));
+        assert_eq!(ask(&[("after", "junk".into())]).unwrap_err().status(), 400);
     }
 
     #[test]

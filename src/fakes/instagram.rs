@@ -32,6 +32,22 @@
 //!   `EXPIRED` containers), [`set_quota_total`](FakeInstagram::set_quota_total)
 //!   (publishing cap over 24 h; 100 by default; over it `media_publish`
 //!   answers code 9, subcode 2207042).
+//! - Comments (platforms.md §6.6): `GET /{media}/comments` (top-level
+//!   comments, newest first) and `GET /{comment}/replies` (oldest first),
+//!   with `limit` and opaque `after`/`before` cursors naming an item (shared
+//!   with the fake Facebook); `fields=…,replies{…}` expands each comment's
+//!   first page of replies, with `paging.next` to `/{comment}/replies` when
+//!   more follow. A reply has `parent_id`. `GET /{media}?fields=comments_count`
+//!   counts comments and replies. Threads are one level deep: `POST
+//!   /{reply}/replies` is refused with `(#100)` ([?]), and
+//!   [`add_reply`](FakeInstagram::add_reply)`(parent, username, text)` (a
+//!   member of the public comments on a media or replies to a comment;
+//!   returns the id) puts a reply to a reply under the same comment.
+//! - Paging: [`set_page_size`](FakeInstagram::set_page_size) caps every list
+//!   page (100 by default). Faults on comment reads:
+//!   [`fail_reads_next`](FakeInstagram::fail_reads_next) (code 2),
+//!   [`rate_limit_reads_next`](FakeInstagram::rate_limit_reads_next) (code
+//!   80002 with the usage header).
 //! - Inspection: [`media`](FakeInstagram::media), [`comments`](FakeInstagram::comments),
 //!   [`containers`](FakeInstagram::containers), [`requests_to`](FakeInstagram::requests_to).
 
@@ -44,8 +60,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::facebook::{
-    graph_error, graph_time, injected_error, injected_failure, no_object, paged, params, segments,
-    token, wants, GraphError,
+    cursor_of, graph_error, graph_time, injected_error, injected_failure, no_object, page_limit,
+    paged, paged_by_id, params, segments, token, wants, GraphError, ReadFaults,
 };
 use crate::config::NetworkApp;
 use crate::fakes::server::{dropped, random_token, FakeServer, Faults, Next};
@@ -101,6 +117,8 @@ pub struct FakeIgComment {
     /// The comment this one replies to.
     pub parent_comment: Option<String>,
     pub user_id: String,
+    /// The author's username (the account's, or a member of the public's).
+    pub username: String,
     pub text: String,
     pub timestamp: DateTime<Utc>,
     pub deleted: bool,
@@ -120,6 +138,7 @@ impl FakeInstagram {
             state: Mutex::new(State {
                 quota_total: 100,
                 next_id: 17_841_400_000_000_000,
+                page_size: 100,
                 ..State::default()
             }),
         });
@@ -253,6 +272,50 @@ impl FakeInstagram {
         )
     }
 
+    /// A member of the public (`username`) comments on the media `parent`,
+    /// or replies to the comment `parent`, now. Instagram threads are one
+    /// level deep: a reply to a reply goes under the same comment, as the app
+    /// does it. Returns the new comment's id.
+    ///
+    /// # Panics
+    /// When `parent` is neither a media nor a live comment of this fake.
+    pub fn add_reply(&self, parent: &str, username: &str, text: &str) -> String {
+        let mut state = self.lock();
+        let (media_id, parent_comment) = if let Some(m) = state.media.get(parent) {
+            (m.id.clone(), None)
+        } else if let Some(c) = state.comments.get(parent).filter(|c| !c.deleted) {
+            let top = c.parent_comment.clone().unwrap_or_else(|| c.id.clone());
+            (c.media_id.clone(), Some(top))
+        } else {
+            panic!("add_reply: the fake has no media or comment {parent}");
+        };
+        let user_id = state.public_user(username);
+        state.comment(&media_id, parent_comment, &user_id, username, text)
+    }
+
+    /// Lists answer at most `n` items a page, whatever `limit` asks.
+    pub fn set_page_size(&self, n: usize) {
+        self.lock().page_size = n.max(1);
+    }
+
+    /// The next `n` comment reads (`GET /{media}/comments`,
+    /// `GET /{comment}/replies`, and the media's `comments_count`) answer
+    /// `status` with Graph code 2 (transient).
+    pub fn fail_reads_next(&self, n: usize, status: u16) {
+        self.lock().read_faults.fail.arm(n, status);
+    }
+
+    /// The next `n` comment reads are throttled: HTTP 400, code 80002
+    /// (Instagram's business-use-case limit), and an
+    /// `X-Business-Use-Case-Usage` header saying access comes back in
+    /// `regain_minutes` (none when 0).
+    pub fn rate_limit_reads_next(&self, n: usize, regain_minutes: u64) {
+        self.lock()
+            .read_faults
+            .rate_limit
+            .arm(n, (80002, regain_minutes));
+    }
+
     pub fn media(&self) -> Vec<FakeIgMedia> {
         let state = self.lock();
         state
@@ -348,6 +411,11 @@ struct State {
     /// `media_publish` calls still to refuse with the publishing cap.
     cap: usize,
     requests: HashMap<String, usize>,
+    /// Largest page a list answers (see `set_page_size`).
+    page_size: usize,
+    read_faults: ReadFaults,
+    /// Members of the public who commented: username → user id.
+    publics: HashMap<String, String>,
 }
 
 impl State {
@@ -470,24 +538,147 @@ impl State {
         if wants(params, "alt_text") {
             v["alt_text"] = json!(m.alt_text);
         }
+        if wants(params, "comments_count") {
+            v["comments_count"] = json!(self.comments_count(&m.id));
+        }
         v
     }
 
+    /// The user id of the member of the public named `username`.
+    fn public_user(&mut self, username: &str) -> String {
+        if let Some(id) = self.publics.get(username) {
+            return id.clone();
+        }
+        let id = self.id();
+        self.publics.insert(username.to_string(), id.clone());
+        id
+    }
+
+    /// Store a comment (a reply when `parent` is set) made now; its id.
+    fn comment(
+        &mut self,
+        media_id: &str,
+        parent: Option<String>,
+        user_id: &str,
+        username: &str,
+        text: &str,
+    ) -> String {
+        let id = self.id();
+        self.comments.insert(
+            id.clone(),
+            FakeIgComment {
+                id: id.clone(),
+                media_id: media_id.to_string(),
+                parent_comment: parent,
+                user_id: user_id.to_string(),
+                username: username.to_string(),
+                text: text.to_string(),
+                timestamp: Utc::now(),
+                deleted: false,
+            },
+        );
+        self.comment_order.push(id.clone());
+        id
+    }
+
+    /// A comment's fields (all of them, as the fake does not trim); a
+    /// reply has `parent_id`.
     fn comment_json(&self, c: &FakeIgComment) -> Value {
-        let username = self.accounts.get(&c.user_id).cloned().unwrap_or_default();
-        json!({
+        let mut v = json!({
             "id": c.id,
             "text": c.text,
             "timestamp": graph_time(c.timestamp),
-            "username": username,
-            "from": {"id": c.user_id, "username": username},
-        })
+            "username": c.username,
+            "from": {"id": c.user_id, "username": c.username},
+        });
+        if let Some(parent) = &c.parent_comment {
+            v["parent_id"] = json!(parent);
+        }
+        v
+    }
+
+    /// Comments made on `media_id` (`None`) or replies to the comment
+    /// `parent`: every id in creation order, deleted ones included.
+    fn thread(&self, media_id: &str, parent: Option<&str>) -> Vec<String> {
+        self.comment_order
+            .iter()
+            .filter_map(|id| self.comments.get(id))
+            .filter(|c| c.media_id == media_id && c.parent_comment.as_deref() == parent)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// The live comments and replies on a media (`comments_count`).
+    fn comments_count(&self, media_id: &str) -> usize {
+        self.comments
+            .values()
+            .filter(|c| c.media_id == media_id && !c.deleted)
+            .count()
+    }
+
+    /// A comment with the `replies{…}` field expanded: its first page of
+    /// replies (oldest first) and, when more follow, `paging.next` to
+    /// `/{comment}/replies`.
+    fn comment_with_replies(
+        &self,
+        base: &str,
+        c: &FakeIgComment,
+        params: &HashMap<String, String>,
+    ) -> Value {
+        let mut v = self.comment_json(c);
+        if !wants(params, "replies") {
+            return v;
+        }
+        let ids = self.thread(&c.media_id, Some(&c.id));
+        let live: Vec<&FakeIgComment> = ids
+            .iter()
+            .filter_map(|id| self.comments.get(id))
+            .filter(|r| !r.deleted)
+            .collect();
+        let limit = page_limit(&HashMap::new(), self.page_size);
+        let page: Vec<&FakeIgComment> = live.iter().take(limit).copied().collect();
+        let mut replies = json!({
+            "data": page.iter().map(|r| self.comment_json(r)).collect::<Vec<_>>(),
+        });
+        if let (Some(first), Some(last)) = (page.first(), page.last()) {
+            replies["paging"] = json!({"cursors": {
+                "before": cursor_of(&first.id),
+                "after": cursor_of(&last.id),
+            }});
+            if live.len() > page.len() {
+                let mut query = vec![
+                    ("fields".to_string(), inner_fields(params, "replies")),
+                    ("after".to_string(), cursor_of(&last.id)),
+                ];
+                if let Some(token) = params.get("access_token") {
+                    query.push(("access_token".to_string(), token.clone()));
+                }
+                let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+                replies["paging"]["next"] = json!(format!("{base}/{}/replies?{query}", c.id));
+            }
+        }
+        v["replies"] = replies;
+        v
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------
+
+/// The sub-fields asked for `field` in a `fields` list (`replies{id,text}`
+/// → `id,text`); `id` when none are named.
+fn inner_fields(params: &HashMap<String, String>, field: &str) -> String {
+    let fields = params.get("fields").map(String::as_str).unwrap_or("");
+    let prefix = format!("{field}{{");
+    fields
+        .find(&prefix)
+        .map(|start| &fields[start + prefix.len()..])
+        .and_then(|rest| rest.split_once('}'))
+        .map(|(inner, _)| inner.to_string())
+        .filter(|inner| !inner.is_empty())
+        .unwrap_or_else(|| "id".into())
+}
 
 /// The error shape of `api.instagram.com/oauth/access_token`.
 fn oauth_error(message: &str) -> HttpResponse {
@@ -765,7 +956,7 @@ fn api(
                 .filter(|m| m.user_id == user)
                 .map(|m| state.media_json(m, params))
                 .collect();
-            HttpResponse::Ok().json(paged(base, req, params, items))
+            HttpResponse::Ok().json(paged(base, req, params, items, state.page_size))
         }
         ("GET", [owner, "content_publishing_limit"]) => {
             if *owner != user {
@@ -789,49 +980,54 @@ fn api(
                 }
             } else {
                 match state.comments.get(*object).filter(|c| !c.deleted) {
+                    // Threads are one level deep: answer the comment a
+                    // reply belongs to.
+                    Some(c) if c.parent_comment.is_some() => {
+                        return graph_error(
+                            400,
+                            100,
+                            None,
+                            "(#100) Replies can only be made to top-level comments",
+                        )
+                    }
                     Some(c) => (c.media_id.clone(), Some(c.id.clone())),
                     None => return no_object(object),
                 }
             };
-            let id = state.id();
-            state.comments.insert(
-                id.clone(),
-                FakeIgComment {
-                    id: id.clone(),
-                    media_id,
-                    parent_comment: parent,
-                    user_id: user.to_string(),
-                    text: message.to_string(),
-                    timestamp: Utc::now(),
-                    deleted: false,
-                },
-            );
-            state.comment_order.push(id.clone());
+            let username = state.accounts.get(user).cloned().unwrap_or_default();
+            let id = state.comment(&media_id, parent, user, &username, message);
             if state.faults.drop_after_store.take().is_some() {
                 return dropped("fake Instagram");
             }
             HttpResponse::Ok().json(json!({"id": id}))
         }
-        ("GET", [object, "comments" | "replies"]) => {
-            let on_media = state.media.contains_key(*object);
-            if !on_media && !state.comments.contains_key(*object) {
-                return no_object(object);
+        ("GET", [object, edge @ ("comments" | "replies")]) => {
+            if let Some(fault) = state.read_faults.take("instagram") {
+                return fault;
             }
-            let items: Vec<Value> = state
-                .comment_order
-                .iter()
-                .filter_map(|id| state.comments.get(id))
-                .filter(|c| !c.deleted)
-                .filter(|c| {
-                    if on_media {
-                        c.media_id == *object && c.parent_comment.is_none()
-                    } else {
-                        c.parent_comment.as_deref() == Some(*object)
-                    }
-                })
-                .map(|c| state.comment_json(c))
-                .collect();
-            HttpResponse::Ok().json(paged(base, req, params, items))
+            // A media's comments come newest first, a comment's replies
+            // oldest first (platforms.md §6.6 does not say; [?]).
+            let order: Vec<String> = if *edge == "comments" && state.media.contains_key(*object) {
+                let mut ids = state.thread(object, None);
+                ids.reverse();
+                ids
+            } else if let Some(c) = state.comments.get(*object).filter(|c| !c.deleted) {
+                let media_id = c.media_id.clone();
+                state.thread(&media_id, Some(object))
+            } else {
+                return no_object(object);
+            };
+            let show = |id: &str| {
+                state
+                    .comments
+                    .get(id)
+                    .filter(|c| !c.deleted)
+                    .map(|c| state.comment_with_replies(base, c, params))
+            };
+            match paged_by_id(base, req, params, &order, show, state.page_size) {
+                Ok(body) => HttpResponse::Ok().json(body),
+                Err(response) => response,
+            }
         }
         ("GET", [object]) => {
             if let Some(c) = state.containers.get_mut(*object) {
@@ -856,6 +1052,11 @@ fn api(
                     });
                 }
                 return HttpResponse::Ok().json(v);
+            }
+            if state.media.contains_key(*object) && wants(params, "comments_count") {
+                if let Some(fault) = state.read_faults.take("instagram") {
+                    return fault;
+                }
             }
             if let Some(m) = state.media.get(*object) {
                 return HttpResponse::Ok().json(state.media_json(m, params));

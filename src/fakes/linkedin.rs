@@ -30,6 +30,26 @@
 //!   - `POST /rest/socialActions/{urn}/comments` (201, `x-restli-id` = the
 //!     comment URN `urn:li:comment:(urn:li:activity:N,ID)`, body = the
 //!     comment), `GET …/comments?start&count`, `DELETE …/comments/{id}?actor=…` (204).
+//!     The activity of `urn:li:share:N` is `urn:li:activity:N`; either names
+//!     the post in a `socialActions` path.
+//!   - Replies to comments (platforms.md §4.6): `POST
+//!     /rest/socialActions/{comment urn}/comments` with `parentComment` (the
+//!     path's comment) and `object` (the post); threads are two levels deep,
+//!     so a `parentComment` that is itself a reply gets 422.
+//!     `GET /rest/socialActions/{comment urn}/comments` lists a comment's
+//!     replies. Lists are oldest first, paged by `start`/`count` (at most
+//!     100, or [`FakeLinkedin::set_page_size`]) with `paging.total`; each
+//!     comment has `commentsSummary` (its replies) and, for a reply,
+//!     `parentComment`. `GET /rest/socialActions/{urn}/comments/{id}` reads
+//!     one comment; `GET /rest/socialActions/{urn}` gives the post's (or
+//!     comment's) `commentsSummary` (`totalFirstLevelComments`,
+//!     `aggregatedTotalComments`). Reading needs the post to be readable
+//!     (`r_organization_social` and a role for an organization's post).
+//!   - The public: [`FakeLinkedin::add_reply`]`(parent, actor, text)` comments
+//!     on a post or replies to a comment (a reply to a reply goes under its
+//!     first-level comment) as `actor`; returns the comment URN.
+//!   - Faults on those reads: [`FakeLinkedin::fail_reads_next`],
+//!     [`FakeLinkedin::rate_limit_reads_next`] (429, `Retry-After` only if asked).
 //!   - `POST /rest/images?action=initializeUpload` → `{value:{uploadUrl,image}}`;
 //!     `PUT /dms-uploads/{id}` (Bearer) stores the bytes.
 //! - `GET /media/test.jpg`: a small JPEG ([`FakeLinkedin::image_url`]).
@@ -97,6 +117,9 @@ pub struct FakeComment {
     pub urn: String,
     /// The post URN commented on.
     pub object: String,
+    /// A reply to a comment (a nested comment): that comment's URN. LinkedIn
+    /// threads are two levels deep, so it is always a first-level comment.
+    pub parent: Option<String>,
     pub actor: String,
     pub text: String,
     pub created_at: DateTime<Utc>,
@@ -148,6 +171,11 @@ impl FakeLinkedin {
                         "/rest/socialActions/{urn}/comments/{id}",
                         web::delete().to(delete_comment),
                     )
+                    .route(
+                        "/rest/socialActions/{urn}/comments/{id}",
+                        web::get().to(get_comment),
+                    )
+                    .route("/rest/socialActions/{urn}", web::get().to(social_actions))
                     .route("/rest/images", web::post().to(initialize_upload))
                     .route("/dms-uploads/{id}", web::put().to(upload))
                     .route("/media/test.jpg", web::get().to(test_image))
@@ -263,6 +291,53 @@ impl FakeLinkedin {
     /// The next `n` post/comment creations store, then drop the connection.
     pub fn drop_after_store_next(&self, n: usize) {
         self.shared.lock().faults.drop_after_store.arm(n, ());
+    }
+
+    /// A member of the public (`actor`, a person URN such as
+    /// `urn:li:person:abc`: LinkedIn has no handles) comments on the post
+    /// `parent`, or replies to the comment `parent` (its URN), now. Threads
+    /// are two levels deep: a reply to a reply goes under the same
+    /// first-level comment, as the website does it. Returns the new comment's
+    /// URN.
+    ///
+    /// # Panics
+    /// When `parent` is neither a live post nor a live comment of this fake.
+    pub fn add_reply(&self, parent: &str, actor: &str, text: &str) -> String {
+        let mut state = self.shared.lock();
+        let (object, parent) = match state.target(parent) {
+            Some(Target::Post(urn)) => (urn, None),
+            Some(Target::Comment(i)) => {
+                let c = &state.comments[i];
+                (
+                    c.object.clone(),
+                    Some(c.parent.clone().unwrap_or(c.urn.clone())),
+                )
+            }
+            None => panic!("add_reply: the fake has no post or comment {parent}"),
+        };
+        state.store_comment(&object, parent, actor, text).urn
+    }
+
+    /// Comment lists answer at most `n` elements a page, whatever `count`
+    /// asks (to make tests read several pages).
+    pub fn set_page_size(&self, n: usize) {
+        self.shared.lock().page_size = n.max(1);
+    }
+
+    /// The next `n` comment reads (`GET /rest/socialActions/…`) answer
+    /// `status` and return nothing.
+    pub fn fail_reads_next(&self, n: usize, status: u16) {
+        self.shared.lock().read_faults.fail.arm(n, status);
+    }
+
+    /// The next `n` comment reads answer 429, with a `Retry-After:
+    /// <seconds>` header only when given (LinkedIn sends none).
+    pub fn rate_limit_reads_next(&self, n: usize, retry_after: Option<u64>) {
+        self.shared
+            .lock()
+            .read_faults
+            .rate_limit
+            .arm(n, retry_after);
     }
 
     /// Make an access token expired (401 `EXPIRED_ACCESS_TOKEN`).
@@ -387,6 +462,19 @@ struct State {
     refreshes: usize,
     /// The rate limit: its `Retry-After` seconds, if any.
     faults: Faults<Option<u64>>,
+    /// Faults of comment reads (same shapes as the writes').
+    read_faults: Faults<Option<u64>>,
+    /// Largest comment page (see `set_page_size`).
+    page_size: usize,
+}
+
+/// What a `/rest/socialActions/{urn}` path names.
+enum Target {
+    /// A live post (its `urn:li:share:` URN; an activity URN names the
+    /// share of the same number).
+    Post(String),
+    /// A live comment (its index in `comments`).
+    Comment(usize),
 }
 
 /// Who is calling.
@@ -408,6 +496,24 @@ fn li_error(status: u16, service: i64, code: Option<&str>, message: &str) -> Htt
         body["code"] = Value::String(code.to_string());
     }
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST)).json(body)
+}
+
+/// LinkedIn's 429 (daily limits, no headers), with a `Retry-After` only
+/// when asked.
+fn too_many(retry_after: Option<u64>) -> HttpResponse {
+    let mut response = li_error(
+        429,
+        101,
+        Some("TOO_MANY_REQUESTS"),
+        "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+    );
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(seconds),
+        );
+    }
+    response
 }
 
 fn oauth_error(status: u16, error: &str, description: &str) -> HttpResponse {
@@ -475,7 +581,77 @@ impl State {
             missing_restli: 0,
             refreshes: 0,
             faults: Faults::default(),
+            read_faults: Faults::default(),
+            page_size: 100,
         }
+    }
+
+    /// The post or comment `urn` names, if it is live.
+    fn target(&self, urn: &str) -> Option<Target> {
+        if let Some(inner) = urn
+            .strip_prefix("urn:li:comment:(")
+            .and_then(|rest| rest.strip_suffix(')'))
+        {
+            // The comment's post may be named by its share or its activity.
+            let (post, id) = inner.rsplit_once(',')?;
+            let Some(Target::Post(post)) = self.target(post) else {
+                return None;
+            };
+            return self
+                .comments
+                .iter()
+                .position(|c| !c.deleted && c.id == id && c.object == post)
+                .map(Target::Comment);
+        }
+        let post = match urn.strip_prefix("urn:li:activity:") {
+            Some(n) => format!("urn:li:share:{n}"),
+            None => urn.to_string(),
+        };
+        self.live_post(&post).map(|p| Target::Post(p.urn.clone()))
+    }
+
+    /// Store a comment made now on the post `object` (a reply to `parent`
+    /// when set).
+    fn store_comment(
+        &mut self,
+        object: &str,
+        parent: Option<String>,
+        actor: &str,
+        text: &str,
+    ) -> FakeComment {
+        let activity = object.rsplit(':').next().unwrap_or_default().to_string();
+        let id = self.next_id().to_string();
+        let comment = FakeComment {
+            urn: format!("urn:li:comment:(urn:li:activity:{activity},{id})"),
+            id,
+            object: object.to_string(),
+            parent,
+            actor: actor.to_string(),
+            text: text.to_string(),
+            created_at: Utc::now(),
+            deleted: false,
+        };
+        self.comments.push(comment.clone());
+        comment
+    }
+
+    /// The live replies to the comment `urn`.
+    fn replies_to(&self, urn: &str) -> usize {
+        self.comments
+            .iter()
+            .filter(|c| !c.deleted && c.parent.as_deref() == Some(urn))
+            .count()
+    }
+
+    /// Injected failures of a comment read; `None`: go on.
+    fn read_fault(&mut self) -> Option<HttpResponse> {
+        if let Some(retry_after) = self.read_faults.rate_limit.take() {
+            return Some(too_many(retry_after));
+        }
+        self.read_faults
+            .fail
+            .take()
+            .map(|status| li_error(status, 0, None, "Internal Server Error"))
     }
 
     fn count(&mut self, req: &HttpRequest) {
@@ -605,19 +781,7 @@ impl State {
     /// Injected failures of a write; `None`: go on.
     fn fault(&mut self) -> Option<HttpResponse> {
         if let Some(retry_after) = self.faults.rate_limit.take() {
-            let mut response = li_error(
-                429,
-                101,
-                Some("TOO_MANY_REQUESTS"),
-                "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
-            );
-            if let Some(seconds) = retry_after {
-                response.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from(seconds),
-                );
-            }
-            return Some(response);
+            return Some(too_many(retry_after));
         }
         if let Some(status) = self.faults.fail.take() {
             return Some(li_error(status, 0, None, "Internal Server Error"));
@@ -753,8 +917,9 @@ impl State {
         json
     }
 
-    fn comment_json(comment: &FakeComment) -> Value {
-        json!({
+    fn comment_json(&self, comment: &FakeComment) -> Value {
+        let replies = self.replies_to(&comment.urn);
+        let mut json = json!({
             "id": comment.id,
             "commentUrn": comment.urn,
             "$URN": comment.urn,
@@ -763,10 +928,18 @@ impl State {
             "message": {"text": comment.text, "attributes": []},
             "created": {"actor": comment.actor, "time": comment.created_at.timestamp_millis()},
             "lastModified": {"actor": comment.actor, "time": comment.created_at.timestamp_millis()},
-        })
+            "commentsSummary": {"totalFirstLevelComments": replies, "aggregatedTotalComments": replies, "selectedComments": []},
+        });
+        if let Some(parent) = &comment.parent {
+            json["parentComment"] = json!(parent);
+        }
+        json
     }
 
-    fn create_comment(&mut self, req: &HttpRequest, object: &str, body: &[u8]) -> Outcome {
+    /// `POST /rest/socialActions/{target}/comments`: a comment on a post,
+    /// or (target a comment URN, with `parentComment`) a reply to a
+    /// first-level comment.
+    fn create_comment(&mut self, req: &HttpRequest, target: &str, body: &[u8]) -> Outcome {
         let caller = match self.rest(req) {
             Ok((c, _)) => c,
             Err(r) => return Outcome::Answer(r),
@@ -779,40 +952,65 @@ impl State {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if body["object"].as_str() != Some(object) {
-            return Outcome::Answer(li_error(
-                400,
-                0,
-                None,
-                "/object :: must be the URN of the path",
-            ));
-        }
+        let (object, parent) = match self.target(target) {
+            Some(Target::Post(urn)) => {
+                if body["object"].as_str() != Some(target) && body["object"].as_str() != Some(&urn)
+                {
+                    return Outcome::Answer(li_error(
+                        400,
+                        0,
+                        None,
+                        "/object :: must be the URN of the path",
+                    ));
+                }
+                (urn, None)
+            }
+            Some(Target::Comment(i)) => {
+                let c = &self.comments[i];
+                if body["parentComment"].as_str() != Some(target) {
+                    return Outcome::Answer(li_error(
+                        400,
+                        0,
+                        None,
+                        "/parentComment :: must be the comment URN of the path",
+                    ));
+                }
+                if c.parent.is_some() {
+                    return Outcome::Answer(li_error(
+                        422,
+                        0,
+                        None,
+                        "/parentComment :: must be a first-level comment",
+                    ));
+                }
+                let object = body["object"].as_str().and_then(|o| match self.target(o) {
+                    Some(Target::Post(urn)) => Some(urn),
+                    _ => None,
+                });
+                if object.as_deref() != Some(c.object.as_str()) {
+                    return Outcome::Answer(li_error(
+                        400,
+                        0,
+                        None,
+                        "/object :: must be the post the parent comment is on",
+                    ));
+                }
+                (c.object.clone(), Some(c.urn.clone()))
+            }
+            None => return Outcome::Answer(li_error(404, 0, None, &format!("{target} not found"))),
+        };
         if text.trim().is_empty() {
             return Outcome::Answer(li_error(422, 0, None, "/message/text :: must not be empty"));
         }
         if !self.can_write_as(&caller, &actor) {
             return Outcome::Answer(denied("partnerApiSocialActions.CREATE.20251001"));
         }
-        let Some(post) = self.live_post(object) else {
-            return Outcome::Answer(li_error(404, 0, None, &format!("{object} not found")));
-        };
-        let activity = post.urn.rsplit(':').next().unwrap_or_default().to_string();
         if let Some(response) = self.fault() {
             return Outcome::Answer(response);
         }
-        let id = self.next_id().to_string();
-        let comment = FakeComment {
-            urn: format!("urn:li:comment:(urn:li:activity:{activity},{id})"),
-            id,
-            object: object.to_string(),
-            actor,
-            text,
-            created_at: Utc::now(),
-            deleted: false,
-        };
-        let json = Self::comment_json(&comment);
+        let comment = self.store_comment(&object, parent, &actor, &text);
+        let json = self.comment_json(&comment);
         let urn = comment.urn.clone();
-        self.comments.push(comment);
         if self.take_drop() {
             return Outcome::Drop;
         }
@@ -1064,45 +1262,130 @@ async fn create_comment(
     body: web::Bytes,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
-    let object = decode(req.match_info().query("urn"));
-    let outcome = shared.lock().create_comment(&req, &object, &body);
+    let target = decode(req.match_info().query("urn"));
+    let outcome = shared.lock().create_comment(&req, &target, &body);
     outcome.respond("fake LinkedIn").await
 }
 
+/// The checks of every comment read: version, token, injected faults, a
+/// live target, and the right to read the post's social actions. Returns
+/// the target.
+#[allow(clippy::result_large_err)]
+fn comment_read(state: &mut State, req: &HttpRequest, what: &str) -> Result<Target, HttpResponse> {
+    let (caller, _) = state.rest(req)?;
+    if let Some(response) = state.read_fault() {
+        return Err(response);
+    }
+    let urn = decode(req.match_info().query("urn"));
+    let target = state
+        .target(&urn)
+        .ok_or_else(|| li_error(404, 0, None, &format!("{urn} not found")))?;
+    let post = match &target {
+        Target::Post(post) => post.clone(),
+        Target::Comment(i) => state.comments[*i].object.clone(),
+    };
+    let author = state
+        .live_post(&post)
+        .map(|p| p.author.clone())
+        .unwrap_or_default();
+    if !state.can_read_as(&caller, &author) {
+        return Err(denied(what));
+    }
+    Ok(target)
+}
+
+/// `GET /rest/socialActions/{post or comment}/comments?start&count`: a
+/// post's first-level comments, or a comment's replies, oldest first,
+/// paged by offset.
 async fn list_comments(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     let mut state = shared.lock();
-    let caller = match state.rest(&req) {
-        Ok((c, _)) => c,
+    let target = match comment_read(&mut state, &req, "partnerApiSocialActions.GET_ALL.20251001") {
+        Ok(t) => t,
         Err(r) => return r,
     };
-    let object = decode(req.match_info().query("urn"));
-    let Some(author) = state.live_post(&object).map(|p| p.author.clone()) else {
-        return li_error(404, 0, None, &format!("{object} not found"));
-    };
-    if !state.can_read_as(&caller, &author) {
-        return denied("partnerApiSocialActions.GET_ALL.20251001");
-    }
     let q = query(&req);
     let start: usize = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0);
     let count: usize = q
         .get("count")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)
-        .clamp(1, 100);
+        .clamp(1, state.page_size.clamp(1, 100));
     let all: Vec<&FakeComment> = state
         .comments
         .iter()
-        .filter(|c| !c.deleted && c.object == object)
+        .filter(|c| !c.deleted)
+        .filter(|c| match &target {
+            Target::Post(post) => c.object == *post && c.parent.is_none(),
+            Target::Comment(i) => c.parent.as_deref() == Some(state.comments[*i].urn.as_str()),
+        })
         .collect();
     let elements: Vec<Value> = all
         .iter()
         .skip(start)
         .take(count)
-        .map(|c| State::comment_json(c))
+        .map(|c| state.comment_json(c))
         .collect();
     HttpResponse::Ok().json(json!({
         "elements": elements,
         "paging": {"start": start, "count": count, "total": all.len(), "links": []},
+    }))
+}
+
+/// `GET /rest/socialActions/{post or comment}/comments/{id}`: one comment.
+async fn get_comment(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let mut state = shared.lock();
+    let target = match comment_read(&mut state, &req, "partnerApiSocialActions.GET.20251001") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let post = match &target {
+        Target::Post(post) => post.clone(),
+        Target::Comment(i) => state.comments[*i].object.clone(),
+    };
+    let id = decode(req.match_info().query("id"));
+    match state
+        .comments
+        .iter()
+        .find(|c| !c.deleted && c.object == post && c.id == id)
+    {
+        Some(c) => HttpResponse::Ok().json(state.comment_json(c)),
+        None => li_error(404, 0, None, &format!("comment {id} on {post} not found")),
+    }
+}
+
+/// `GET /rest/socialActions/{post or comment}`: its social metadata, with
+/// `commentsSummary` (first-level comments and all comments at any depth).
+async fn social_actions(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let mut state = shared.lock();
+    let target = match comment_read(&mut state, &req, "partnerApiSocialActions.GET.20251001") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let urn = decode(req.match_info().query("urn"));
+    let (first, all) = match &target {
+        Target::Post(post) => {
+            let live = state
+                .comments
+                .iter()
+                .filter(|c| !c.deleted && c.object == *post);
+            let (mut first, mut all) = (0, 0);
+            for c in live {
+                all += 1;
+                if c.parent.is_none() {
+                    first += 1;
+                }
+            }
+            (first, all)
+        }
+        Target::Comment(i) => {
+            let n = state.replies_to(&state.comments[*i].urn);
+            (n, n)
+        }
+    };
+    HttpResponse::Ok().json(json!({
+        "target": urn,
+        "commentsSummary": {"totalFirstLevelComments": first, "aggregatedTotalComments": all, "selectedComments": []},
+        "likesSummary": {"totalLikes": 0, "aggregatedTotalLikes": 0, "likedByCurrentUser": false, "selectedLikes": []},
     }))
 }
 

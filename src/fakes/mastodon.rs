@@ -3,7 +3,10 @@
 //! `Idempotency-Key` (replies with `in_reply_to_id`, images with
 //! `media_ids[]`), media uploads (`POST /api/v2/media`, `GET /api/v1/media/:id`),
 //! `DELETE /api/v1/statuses/:id`, the instance limits, `verify_credentials`,
-//! an account's statuses, one status; the OAuth flow (`POST /api/v1/apps`,
+//! an account's statuses, one status, a status's context
+//! (`GET /api/v1/statuses/:id/context`: ancestors and descendants, at most
+//! 4,096 descendants at any depth with a token, 60 down to depth 20
+//! without, as the docs say; not paginated); the OAuth flow (`POST /api/v1/apps`,
 //! `/.well-known/oauth-authorization-server`, `GET /oauth/authorize` that
 //! auto-approves, `POST /oauth/token`, `POST /oauth/revoke`); per-account
 //! rate limits with Mastodon's `X-RateLimit-*` headers; Mastodon's error bodies.
@@ -16,8 +19,14 @@
 //! - OAuth: [`FakeMastodon::set_oauth_metadata`] (`false`: the metadata answers
 //!   404 and PKCE parameters are ignored, like an instance before 4.3);
 //!   [`FakeMastodon::apps`], [`FakeMastodon::token_requests`].
+//! - the public: [`FakeMastodon::add_reply`] (another user answers a status;
+//!   returns the reply's id; `author` `name@other.host` plays a remote user),
+//!   [`FakeMastodon::add_reply_at`] (a reply fetched late from another server:
+//!   its id comes from its older `created_at`, as Mastodon's snowflakes do);
+//!   deleting a reply with [`FakeMastodon::delete_status`].
 //! - faults: [`FakeMastodon::revoke`], [`FakeMastodon::fail_next`],
-//!   [`FakeMastodon::rate_limit_next`], [`FakeMastodon::drop_after_store_next`],
+//!   [`FakeMastodon::rate_limit_next`] (both also hit context reads),
+//!   [`FakeMastodon::drop_after_store_next`],
 //!   [`FakeMastodon::stall_after_store_next`], [`FakeMastodon::set_latency`],
 //!   [`FakeMastodon::set_max_characters`], [`FakeMastodon::set_media_processing`]
 //!   (uploads answer 202 and need that many polls).
@@ -57,6 +66,10 @@ const IMAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
 const MAX_DESCRIPTION: usize = 1500;
 /// Mastodon's `max_media_attachments`.
 const MAX_MEDIA: usize = 4;
+/// `GET /api/v1/statuses/:id/context` with a token: descendants and depth.
+const CONTEXT_LIMIT_AUTHENTICATED: (usize, usize) = (4096, usize::MAX);
+/// The same without a token.
+const CONTEXT_LIMIT_ANONYMOUS: (usize, usize) = (60, 20);
 
 /// A per-account request budget, like Mastodon's rack-attack throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +179,10 @@ impl FakeMastodon {
                 |app| {
                     app.route("/api/v1/statuses", web::post().to(post_status))
                         .route("/api/v1/statuses/{id}", web::get().to(get_status))
+                        .route(
+                            "/api/v1/statuses/{id}/context",
+                            web::get().to(status_context),
+                        )
                         .route("/api/v1/statuses/{id}", web::delete().to(delete_status))
                         .route("/api/v2/media", web::post().to(upload_media))
                         .route("/api/v1/media/{id}", web::get().to(get_media))
@@ -209,6 +226,7 @@ impl FakeMastodon {
             id,
             Account {
                 username: username.to_string(),
+                acct: username.to_string(),
                 created_at: Utc::now(),
                 status_ids: Vec::new(),
                 window: (0, 0),
@@ -225,6 +243,51 @@ impl FakeMastodon {
         );
         state.authorizing_account = Some(id);
         token
+    }
+
+    /// The user `author` (created on first use: a local user, or a remote
+    /// one when it reads `name@host`) answers status `parent_id`, now.
+    /// Returns the reply's id; `None` if `parent_id` is not a status here.
+    pub fn add_reply(&self, parent_id: &str, author: &str, text: &str) -> Option<String> {
+        let mut state = self.shared.lock();
+        let now = Utc::now();
+        let id = state.next_id();
+        state.store_reply(id, parent_id, author, text, now)
+    }
+
+    /// Like [`FakeMastodon::add_reply`], for a reply written at `created_at`
+    /// and fetched only now from its server: Mastodon derives the id of such
+    /// a status from its `created_at`, so it sorts before replies seen earlier.
+    pub fn add_reply_at(
+        &self,
+        parent_id: &str,
+        author: &str,
+        text: &str,
+        created_at: DateTime<Utc>,
+    ) -> Option<String> {
+        let mut state = self.shared.lock();
+        let id = ((created_at.timestamp_millis().max(0) as u64) << 16) | 0x7fff;
+        if state.statuses.contains_key(&id) {
+            return None;
+        }
+        state.store_reply(id, parent_id, author, text, created_at)
+    }
+
+    /// Delete status `id` (its author deleted it): it leaves every listing.
+    pub fn delete_status(&self, id: &str) {
+        let mut state = self.shared.lock();
+        let Ok(id) = id.parse::<u64>() else {
+            return;
+        };
+        let Some(account_id) = state.statuses.get_mut(&id).map(|s| {
+            s.fake.deleted = true;
+            s.account_id
+        }) else {
+            return;
+        };
+        if let Some(account) = state.accounts.get_mut(&account_id) {
+            account.status_ids.retain(|s| *s != id);
+        }
     }
 
     /// The user who approves `GET /oauth/authorize` (by default the account added last).
@@ -307,12 +370,14 @@ impl FakeMastodon {
         }
     }
 
-    /// The next `n` status posts get `status` (a 5xx) and store nothing.
+    /// The next `n` status posts or context reads get `status` (a 5xx) and
+    /// store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
         self.shared.lock().faults.fail.arm(n, status);
     }
 
-    /// The next `n` status posts get a 429 whose reset is `reset_in` from now, and store nothing.
+    /// The next `n` status posts or context reads get a 429 whose reset is
+    /// `reset_in` from now, and store nothing.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
         self.shared.lock().faults.rate_limit.arm(n, reset_in);
     }
@@ -412,6 +477,7 @@ impl Shared {
                 accounts: HashMap::new(),
                 statuses: HashMap::new(),
                 all_ids: Vec::new(),
+                children: HashMap::new(),
                 idempotency: HashMap::new(),
                 post_requests: 0,
                 requests_by_path: HashMap::new(),
@@ -460,6 +526,8 @@ struct Code {
 
 struct Account {
     username: String,
+    /// `username` for a local user, `username@host` for a remote one.
+    acct: String,
     created_at: DateTime<Utc>,
     /// Ids of the account's statuses, ascending (ids only grow).
     status_ids: Vec<u64>,
@@ -483,6 +551,8 @@ struct State {
     accounts: HashMap<u64, Account>,
     statuses: HashMap<u64, StoredStatus>,
     all_ids: Vec<u64>,
+    /// Status id → the ids of the statuses answering it, ascending.
+    children: HashMap<u64, Vec<u64>>,
     /// (account id, key) → (status id, when the key was stored).
     idempotency: HashMap<(u64, String), (u64, Instant)>,
     post_requests: usize,
@@ -621,6 +691,78 @@ impl State {
         Ok(Some((account_id, Some(rate))))
     }
 
+    /// An armed failure or 429 (`fail_next`, `rate_limit_next`), counted down.
+    fn injected_fault(&mut self, rate: Option<&RateHeaders>) -> Option<HttpResponse> {
+        if let Some(status) = self.faults.fail.take() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Some(error(status, "Injected failure", rate));
+        }
+        let reset_in = self.faults.rate_limit.take()?;
+        let limited = RateHeaders {
+            limit: self.rate_limit.map_or(300, |l| l.limit),
+            remaining: 0,
+            reset: Utc::now()
+                + chrono::Duration::from_std(reset_in)
+                    .unwrap_or_else(|_| chrono::Duration::seconds(300)),
+        };
+        Some(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            Some(&limited),
+        ))
+    }
+
+    /// The statuses answering `id`, depth first (each level by id), at
+    /// most `limit` of them down to `max_depth`; a deleted status hides
+    /// its own answers, as its row is gone.
+    fn descendants(&self, id: u64, limit: usize, max_depth: usize) -> Vec<u64> {
+        let visible = |id: &u64| self.statuses.get(id).is_some_and(|s| !s.fake.deleted);
+        let children = |id: u64| {
+            self.children
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .rev()
+                .copied()
+                .collect::<Vec<u64>>()
+        };
+        let mut out = Vec::new();
+        let mut stack: Vec<(u64, usize)> = children(id).into_iter().map(|c| (c, 1)).collect();
+        while let Some((child, depth)) = stack.pop() {
+            if out.len() >= limit {
+                break;
+            }
+            if !visible(&child) {
+                continue;
+            }
+            out.push(child);
+            if depth < max_depth {
+                stack.extend(children(child).into_iter().map(|c| (c, depth + 1)));
+            }
+        }
+        out
+    }
+
+    /// The statuses `id` answers, the thread's first status first.
+    fn ancestors(&self, id: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut current = id;
+        while let Some(parent) = self
+            .statuses
+            .get(&current)
+            .and_then(|s| s.fake.in_reply_to_id.as_deref())
+            .and_then(|p| p.parse::<u64>().ok())
+        {
+            if out.contains(&parent) || self.statuses.get(&parent).is_none_or(|s| s.fake.deleted) {
+                break;
+            }
+            out.push(parent);
+            current = parent;
+        }
+        out.reverse();
+        out
+    }
+
     fn store(
         &mut self,
         account_id: u64,
@@ -629,8 +771,79 @@ impl State {
         received_at: DateTime<Utc>,
         created_at: DateTime<Utc>,
     ) -> u64 {
+        let id = self.next_id();
+        self.store_as(
+            id,
+            account_id,
+            params,
+            idempotency_key,
+            received_at,
+            created_at,
+        );
+        id
+    }
+
+    fn next_id(&mut self) -> u64 {
         self.next_status += 1;
-        let id = self.next_status;
+        self.next_status
+    }
+
+    /// A reply by `author` (an account made on first use) to `parent_id`.
+    fn store_reply(
+        &mut self,
+        id: u64,
+        parent_id: &str,
+        author: &str,
+        text: &str,
+        created_at: DateTime<Utc>,
+    ) -> Option<String> {
+        let parent = parent_id.parse::<u64>().ok()?;
+        if self.statuses.get(&parent).is_none_or(|s| s.fake.deleted) {
+            return None;
+        }
+        let author = author.trim_start_matches('@');
+        let existing = self
+            .accounts
+            .iter()
+            .find(|(_, a)| a.acct == author)
+            .map(|(id, _)| *id);
+        let account_id = match existing {
+            Some(account_id) => account_id,
+            None => {
+                self.next_account += 1;
+                let account_id = self.next_account;
+                let username = author.split('@').next().unwrap_or(author).to_string();
+                self.accounts.insert(
+                    account_id,
+                    Account {
+                        username,
+                        acct: author.to_string(),
+                        created_at,
+                        status_ids: Vec::new(),
+                        window: (0, 0),
+                    },
+                );
+                account_id
+            }
+        };
+        let params = StatusParams {
+            status: Some(text.to_string()),
+            in_reply_to_id: Some(parent.to_string()),
+            ..StatusParams::default()
+        };
+        self.store_as(id, account_id, &params, None, Utc::now(), created_at);
+        Some(id.to_string())
+    }
+
+    fn store_as(
+        &mut self,
+        id: u64,
+        account_id: u64,
+        params: &StatusParams,
+        idempotency_key: Option<&str>,
+        received_at: DateTime<Utc>,
+        created_at: DateTime<Utc>,
+    ) {
         let text = params.status.clone().unwrap_or_default();
         let username = self
             .accounts
@@ -664,7 +877,17 @@ impl State {
         );
         self.all_ids.push(id);
         if let Some(account) = self.accounts.get_mut(&account_id) {
-            account.status_ids.push(id);
+            let at = account.status_ids.partition_point(|s| *s < id);
+            account.status_ids.insert(at, id);
+        }
+        if let Some(parent) = params
+            .in_reply_to_id
+            .as_deref()
+            .and_then(|p| p.parse::<u64>().ok())
+        {
+            let children = self.children.entry(parent).or_default();
+            let at = children.partition_point(|c| *c < id);
+            children.insert(at, id);
         }
         // Like PostStatusService: the account's own unattached, processed
         // uploads among the first four ids; unknown ids are ignored.
@@ -687,7 +910,6 @@ impl State {
             self.idempotency
                 .insert((account_id, key.to_string()), (id, Instant::now()));
         }
-        id
     }
 
     fn account_json(&self, base_url: &str, id: u64) -> Value {
@@ -695,13 +917,13 @@ impl State {
             Some(a) => json!({
                 "id": id.to_string(),
                 "username": a.username,
-                "acct": a.username,
+                "acct": a.acct,
                 "display_name": a.username,
                 "locked": false,
                 "bot": false,
                 "created_at": a.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
                 "note": "",
-                "url": format!("{base_url}/@{}", a.username),
+                "url": format!("{base_url}/@{}", a.acct),
                 "statuses_count": a.status_ids.len(),
             }),
             None => Value::Null,
@@ -723,8 +945,17 @@ impl State {
             "visibility": f.visibility,
             "language": f.language,
             "uri": format!("{base_url}/users/{}/statuses/{}", f.username, f.id),
-            "url": format!("{base_url}/@{}/{}", f.username, f.id),
-            "replies_count": 0,
+            "url": format!(
+                "{base_url}/@{}/{}",
+                self.accounts.get(&s.account_id).map_or(f.username.as_str(), |a| a.acct.as_str()),
+                f.id
+            ),
+            "replies_count": self.children.get(&id).map_or(0, |children| {
+                children
+                    .iter()
+                    .filter(|c| self.statuses.get(c).is_some_and(|s| !s.fake.deleted))
+                    .count()
+            }),
             "reblogs_count": 0,
             "favourites_count": 0,
             "edited_at": Value::Null,
@@ -760,23 +991,8 @@ impl State {
             Err(response) => return Outcome::Answer(response),
         };
         let rate = rate.as_ref();
-        if let Some(status) = self.faults.fail.take() {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Outcome::Answer(error(status, "Injected failure", rate));
-        }
-        if let Some(reset_in) = self.faults.rate_limit.take() {
-            let limited = RateHeaders {
-                limit: self.rate_limit.map_or(300, |l| l.limit),
-                remaining: 0,
-                reset: Utc::now()
-                    + chrono::Duration::from_std(reset_in)
-                        .unwrap_or_else(|_| chrono::Duration::seconds(300)),
-            };
-            return Outcome::Answer(error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests",
-                Some(&limited),
-            ));
+        if let Some(response) = self.injected_fault(rate) {
+            return Outcome::Answer(response);
         }
         let content_type = super::server::content_type(req);
         let params = match parse_params(&content_type, body) {
@@ -1030,6 +1246,49 @@ async fn get_status(
         }
         _ => error(StatusCode::NOT_FOUND, "Record not found", rate.as_ref()),
     }
+}
+
+/// `GET /api/v1/statuses/:id/context`: `{ancestors, descendants}`, not
+/// paginated. With a token, up to 4,096 descendants at any depth; without,
+/// 60 down to depth 20. A status that is gone is a 404.
+async fn status_context(
+    req: HttpRequest,
+    path: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let auth = match state.authenticate(&req, false) {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let rate = auth.as_ref().and_then(|(_, rate)| rate.as_ref());
+    if let Some(response) = state.injected_fault(rate) {
+        return response;
+    }
+    let id = path
+        .parse::<u64>()
+        .ok()
+        .filter(|id| state.statuses.get(id).is_some_and(|s| !s.fake.deleted));
+    let Some(id) = id else {
+        return error(StatusCode::NOT_FOUND, "Record not found", rate);
+    };
+    let (limit, max_depth) = if auth.is_some() {
+        CONTEXT_LIMIT_AUTHENTICATED
+    } else {
+        CONTEXT_LIMIT_ANONYMOUS
+    };
+    let base = &shared.base_url;
+    let list = |ids: Vec<u64>| -> Vec<Value> {
+        ids.into_iter()
+            .map(|id| state.status_json(base, id))
+            .collect()
+    };
+    let body = json!({
+        "ancestors": list(state.ancestors(id)),
+        "descendants": list(state.descendants(id, limit, max_depth)),
+    });
+    ok_json(body, rate)
 }
 
 async fn instance(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {

@@ -7,7 +7,18 @@
 //! Bot API envelope: `{"ok":true,"result":…}` or `{"ok":false,"error_code",
 //! "description","parameters"?}` with the HTTP status equal to `error_code`.
 //! Methods served: `getMe`, `getChat`, `sendMessage`, `sendPhoto`,
-//! `deleteMessage`; any other is 404 "Not Found".
+//! `deleteMessage`, `getUpdates`; any other is 404 "Not Found".
+//!
+//! Discussion groups: a channel may have a linked supergroup
+//! ([`FakeTelegram::add_discussion_group`]; `getChat` shows `linked_chat_id`
+//! both ways). Every channel post is forwarded into it automatically
+//! (`is_automatic_forward`, `forward_origin` naming the channel post), and
+//! comments are group messages replying to that copy, in its thread
+//! (`message_thread_id`). The bot receives, as `getUpdates` updates, the
+//! messages of the groups it is in (not its own); `getUpdates` returns the
+//! pending updates from `offset` (at most `limit`, 100 by default) and
+//! confirms, for good, every update below `offset`; with a webhook set it is
+//! 409 Conflict.
 //!
 //! Public API:
 //! - [`FakeTelegram::start`] / [`FakeTelegram::start_with`] ([`FakeTelegramConfig`]:
@@ -15,7 +26,12 @@
 //!   base (give it as the account's `base_url` or `HERALD_TELEGRAM_API_URL`).
 //! - Setup: [`FakeTelegram::add_bot`] → bot token; [`FakeTelegram::add_channel`]
 //!   (public with a username, or private) and [`FakeTelegram::add_group`] → chat
-//!   id, with the bot as an administrator allowed to post.
+//!   id, with the bot as an administrator allowed to post;
+//!   [`FakeTelegram::add_discussion_group`] (a supergroup linked to a channel);
+//!   [`FakeTelegram::set_webhook`].
+//! - The public: [`FakeTelegram::add_reply`] (a user comments on a channel post
+//!   in its discussion group, or answers a group message; returns the
+//!   comment's `<chat id>:<message_id>`).
 //! - Access changes: [`FakeTelegram::revoke`] (401), [`FakeTelegram::kick`]
 //!   (403 "bot was kicked"), [`FakeTelegram::remove_bot`] (403 "not a member"),
 //!   [`FakeTelegram::forbid_posting`] (400 "not enough rights"),
@@ -79,7 +95,7 @@ impl Default for FakeTelegramConfig {
 }
 
 /// A message the fake stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FakeMessage {
     pub chat_id: i64,
     pub message_id: i64,
@@ -98,6 +114,14 @@ pub struct FakeMessage {
     pub encoding: String,
     pub date: DateTime<Utc>,
     pub deleted: bool,
+    /// A user's message: their first name and username (`None`: the bot's,
+    /// or the channel's).
+    pub from: Option<String>,
+    /// The copy of a channel post in its discussion group: the post's
+    /// `(channel id, message id)`.
+    pub forwarded_from: Option<(i64, i64)>,
+    /// `message_thread_id`: the automatic forward a comment thread hangs on.
+    pub thread_id: Option<i64>,
 }
 
 /// A running fake; stops when dropped.
@@ -143,6 +167,9 @@ impl FakeTelegram {
                 id,
                 username: username.to_string(),
                 revoked: false,
+                webhook: false,
+                updates: Vec::new(),
+                next_update: 100_000,
             },
         );
         token
@@ -165,6 +192,63 @@ impl FakeTelegram {
         let id = -(400_000_000 + state.next_id);
         state.add_chat(id, "group", None, token);
         id
+    }
+
+    /// A supergroup linked to channel `channel_id` as its discussion group,
+    /// with the bot of `token` as an administrator (it sees every message).
+    /// Returns its id (`-100…`).
+    pub fn add_discussion_group(&self, token: &str, channel_id: i64) -> i64 {
+        let mut state = self.shared.lock();
+        state.next_id += 1;
+        let id = -1_000_000_000_000 - state.next_id;
+        state.add_chat(id, "supergroup", None, token);
+        state.linked.insert(channel_id, id);
+        state.linked.insert(id, channel_id);
+        id
+    }
+
+    /// `true`: the bot of `token` has a webhook, so `getUpdates` answers 409.
+    pub fn set_webhook(&self, token: &str, on: bool) {
+        if let Some(bot) = self.shared.lock().bots.get_mut(token) {
+            bot.webhook = on;
+        }
+    }
+
+    /// The user `author` answers `parent` (`<chat id>:<message_id>`) with
+    /// `text`, now. A channel post is answered in its discussion group, as a
+    /// reply to the post's automatic forward; a group message in its group.
+    /// Returns the comment's `<chat id>:<message_id>`; `None` when the parent
+    /// is unknown or its channel has no discussion group.
+    pub fn add_reply(&self, parent: &str, author: &str, text: &str) -> Option<String> {
+        let (chat, message) = parent.trim().rsplit_once(':')?;
+        let (chat, message) = (chat.parse::<i64>().ok()?, message.parse::<i64>().ok()?);
+        let mut state = self.shared.lock();
+        let (group, reply_to) = if state.chats.get(&chat)?.kind == "channel" {
+            let group = *state.linked.get(&chat)?;
+            let copy = state.chats.get(&group)?.messages.values().find_map(|m| {
+                (m.forwarded_from == Some((chat, message))).then_some(m.message_id)
+            })?;
+            (group, copy)
+        } else {
+            (chat, message)
+        };
+        let parent = state.chats.get(&group)?.messages.get(&reply_to)?.clone();
+        let thread_id = parent
+            .thread_id
+            .or(parent.forwarded_from.map(|_| parent.message_id));
+        let stored = state.store(
+            group,
+            FakeMessage {
+                method: "sendMessage".into(),
+                text: text.to_string(),
+                reply_to: Some(reply_to),
+                encoding: "user".into(),
+                from: Some(author.to_string()),
+                thread_id,
+                ..FakeMessage::default()
+            },
+        );
+        Some(format!("{group}:{}", stored.message_id))
     }
 
     /// The group `chat_id` becomes a supergroup: sends to the old id answer
@@ -295,6 +379,10 @@ struct Bot {
     id: i64,
     username: String,
     revoked: bool,
+    webhook: bool,
+    /// Pending updates (`update_id`, update), oldest first.
+    updates: Vec<(i64, Value)>,
+    next_update: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +414,8 @@ struct State {
     chats: HashMap<i64, Chat>,
     /// Old group id → supergroup id.
     migrated: HashMap<i64, i64>,
+    /// Channel id ↔ its discussion group id (both ways).
+    linked: HashMap<i64, i64>,
     order: Vec<(i64, i64)>,
     send_requests: usize,
     requests: HashMap<String, usize>,
@@ -444,6 +534,98 @@ impl State {
         }
     }
 
+    /// Store a new message in `chat_id` (numbered there, dated now), queue
+    /// it as an update for the bots that see it, and forward a channel post
+    /// into the channel's discussion group. Returns the stored message.
+    fn store(&mut self, chat_id: i64, mut message: FakeMessage) -> FakeMessage {
+        let Some(chat) = self.chats.get_mut(&chat_id) else {
+            return message;
+        };
+        chat.next_message += 1;
+        message.chat_id = chat_id;
+        message.message_id = chat.next_message;
+        message.date = Utc::now();
+        let is_channel = chat.kind == "channel";
+        chat.messages.insert(message.message_id, message.clone());
+        self.order.push((chat_id, message.message_id));
+        if (!is_channel && message.from.is_some()) || message.forwarded_from.is_some() {
+            self.queue_update(chat_id, &message);
+        }
+        if is_channel {
+            if let Some(group) = self.linked.get(&chat_id).copied() {
+                let copy = FakeMessage {
+                    method: message.method.clone(),
+                    text: message.text.clone(),
+                    photo: message.photo.clone(),
+                    encoding: "automatic forward".into(),
+                    forwarded_from: Some((chat_id, message.message_id)),
+                    ..FakeMessage::default()
+                };
+                self.store(group, copy);
+            }
+        }
+        message
+    }
+
+    /// A `message` update of `message` for every bot in its chat.
+    fn queue_update(&mut self, chat_id: i64, message: &FakeMessage) {
+        let body = self.message_json(chat_id, message, false);
+        let members: Vec<i64> = self.chats[&chat_id]
+            .members
+            .iter()
+            .filter(|(_, m)| matches!(m, Membership::Admin | Membership::ReadOnly))
+            .map(|(id, _)| *id)
+            .collect();
+        for bot in self.bots.values_mut().filter(|b| members.contains(&b.id)) {
+            bot.next_update += 1;
+            let update = json!({"update_id": bot.next_update, "message": body});
+            bot.updates.push((bot.next_update, update));
+        }
+    }
+
+    /// `getUpdates`: confirm below `offset`, then the next `limit` pending.
+    fn get_updates(&mut self, token: &str, params: &Params) -> Result<Value, Failure> {
+        self.bot(token)?;
+        let bot = self.bots.get_mut(token).expect("checked bot");
+        if bot.webhook {
+            return Err(failure(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            ));
+        }
+        let limit = match int_param(params, "limit") {
+            None => 100,
+            Some(n) if (1..=100).contains(&n) => n as usize,
+            Some(_) => return Err(failure(400, "Bad Request: limit must be between 1 and 100")),
+        };
+        if let Some(offset) = int_param(params, "offset").filter(|o| *o > 0) {
+            bot.updates.retain(|(id, _)| *id >= offset);
+        }
+        let allowed: Option<Vec<String>> = match params.get("allowed_updates") {
+            Some(Value::Array(kinds)) => Some(
+                kinds
+                    .iter()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            Some(Value::String(s)) => serde_json::from_str(s).ok(),
+            _ => None,
+        };
+        let wanted = |update: &Value| {
+            allowed.as_ref().is_none_or(|kinds| {
+                kinds.is_empty() || kinds.iter().any(|k| update.get(k.as_str()).is_some())
+            })
+        };
+        Ok(Value::Array(
+            bot.updates
+                .iter()
+                .filter(|(_, u)| wanted(u))
+                .take(limit)
+                .map(|(_, u)| u.clone())
+                .collect(),
+        ))
+    }
+
     fn chat_json(&self, chat_id: i64) -> Value {
         let chat = &self.chats[&chat_id];
         let mut value = json!({"id": chat_id, "type": chat.kind, "title": chat.title});
@@ -478,6 +660,28 @@ impl State {
         }
         if let Some(preview) = &message.link_preview {
             value["link_preview_options"] = preview.clone();
+        }
+        if let Some(author) = &message.from {
+            value["from"] = json!({
+                "id": 5_000_000_000i64 + author.bytes().map(i64::from).sum::<i64>(),
+                "is_bot": false,
+                "first_name": author,
+                "username": author,
+            });
+        }
+        if let Some((channel, post)) = message.forwarded_from {
+            let origin = self.chat_json(channel);
+            value["is_automatic_forward"] = json!(true);
+            value["sender_chat"] = origin.clone();
+            value["forward_origin"] = json!({
+                "type": "channel",
+                "chat": origin,
+                "message_id": post,
+                "date": message.date.timestamp(),
+            });
+        }
+        if let Some(thread) = message.thread_id {
+            value["message_thread_id"] = json!(thread);
         }
         if !nested {
             if let Some(parent) = message
@@ -527,6 +731,9 @@ impl State {
                 let chat_id = self.resolve_chat(params.get("chat_id"))?;
                 self.access(bot_id, chat_id)?;
                 let mut chat = self.chat_json(chat_id);
+                if let Some(linked) = self.linked.get(&chat_id) {
+                    chat["linked_chat_id"] = json!(linked);
+                }
                 chat["accent_color_id"] = json!(0);
                 chat["max_reaction_count"] = json!(11);
                 Ok(chat)
@@ -549,6 +756,7 @@ impl State {
                     _ => Err(failure(400, "Bad Request: message to delete not found")),
                 }
             }
+            "getUpdates" => self.get_updates(token, params),
             _ => Err(failure(404, "Not Found")),
         }
     }
@@ -636,23 +844,23 @@ impl State {
         if let Err(wait) = self.flood_check(chat_id) {
             return Err(too_many(wait));
         }
-        let chat = self.chats.get_mut(&chat_id).expect("resolved chat");
-        chat.next_message += 1;
-        let message = FakeMessage {
+        let thread_id = reply_to
+            .and_then(|id| self.chats[&chat_id].messages.get(&id))
+            .and_then(|p| p.thread_id.or(p.forwarded_from.map(|_| p.message_id)));
+        let message = self.store(
             chat_id,
-            message_id: chat.next_message,
-            method: method.to_string(),
-            text,
-            photo,
-            reply_to,
-            link_preview,
-            parse_mode,
-            encoding: encoding.to_string(),
-            date: Utc::now(),
-            deleted: false,
-        };
-        chat.messages.insert(message.message_id, message.clone());
-        self.order.push((chat_id, message.message_id));
+            FakeMessage {
+                method: method.to_string(),
+                text,
+                photo,
+                reply_to,
+                link_preview,
+                parse_mode,
+                encoding: encoding.to_string(),
+                thread_id,
+                ..FakeMessage::default()
+            },
+        );
         let response = answer_ok(self.message_json(chat_id, &message, false));
         Ok(self.faults.after_store(response))
     }

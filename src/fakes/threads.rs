@@ -21,6 +21,11 @@
 //!   250 posts and 1,000 replies per rolling 24 h);
 //! - `GET /v1.0/{user}/threads` and `/replies` (newest first; `since`,
 //!   `until`, `limit` ≤ 100, cursor `after`; `paging.cursors` and `next`);
+//! - `GET /v1.0/{media}/conversation` (every reply under a post, any
+//!   depth, flat) and `GET /v1.0/{media}/replies` (the replies made to it):
+//!   `reverse` (default `true`, newest first; `false`: oldest first), `fields`,
+//!   `limit`, opaque `after`/`before` cursors naming a reply (they keep their
+//!   place as replies come and go), `paging.next` when more follow;
 //! - `GET /v1.0/{user}/threads_publishing_limit`;
 //! - `DELETE /v1.0/{media}` → `{"success":true,"deleted_id"}` (100 a day).
 //!
@@ -38,7 +43,12 @@
 //! [`FakeThreads::expire_token`], [`FakeThreads::revoke`]; faults
 //! [`FakeThreads::fail_next`], [`FakeThreads::rate_limit_next`],
 //! [`FakeThreads::drop_after_store_next`], [`FakeThreads::fail_containers_next`],
-//! [`FakeThreads::set_processing_time`], [`FakeThreads::seed_post`]; inspection
+//! [`FakeThreads::set_processing_time`], [`FakeThreads::seed_post`]; the
+//! public: [`FakeThreads::add_reply`]`(parent, username, text)` (a reply from
+//! another user to a post or a reply; returns its id); reply reads:
+//! [`FakeThreads::set_page_size`] (caps every list page, 100 by default),
+//! [`FakeThreads::fail_reads_next`] (code 2), [`FakeThreads::rate_limit_reads_next`]
+//! (a throttle code with the usage header); inspection
 //! [`FakeThreads::posts`], [`FakeThreads::containers`],
 //! [`FakeThreads::publish_requests`], [`FakeThreads::requests_to`].
 
@@ -54,6 +64,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::fakes::facebook::{paged_by_id, ReadFaults};
 use crate::fakes::server::{bearer, dropped, random_token, FakeServer, Faults, Next};
 use crate::platforms::text::{threads_length, web_link_ranges, THREADS_MAX_LINKS};
 
@@ -134,10 +145,12 @@ impl FakeThreads {
 
     pub async fn start_with(config: FakeThreadsConfig) -> FakeThreads {
         let workers = config.workers;
+        let port = FakeServer::bind("fake-threads");
         let shared = Arc::new(Shared {
+            base_url: port.base_url(),
             state: Mutex::new(State::new(config)),
         });
-        let server = FakeServer::bind("fake-threads")
+        let server = port
             .serve(workers, shared.clone(), 1 << 20, |app| {
                 app.route("/oauth/authorize", web::get().to(authorize))
                     .route("/oauth/access_token", web::post().to(code_token))
@@ -148,6 +161,7 @@ impl FakeThreads {
                     .route("/v1.0/{user}/threads", web::post().to(create_container))
                     .route("/v1.0/{user}/threads", web::get().to(list_threads))
                     .route("/v1.0/{user}/replies", web::get().to(list_replies))
+                    .route("/v1.0/{id}/conversation", web::get().to(conversation))
                     .route(
                         "/v1.0/{user}/threads_publish",
                         web::post().to(publish_container),
@@ -299,6 +313,57 @@ impl FakeThreads {
         Some(state.publish(container, at).to_string())
     }
 
+    /// A member of the public (`username`) replies to the post or reply
+    /// `parent`, now. Returns the new reply's media id.
+    ///
+    /// # Panics
+    /// When `parent` is not a live post of this fake.
+    pub fn add_reply(&self, parent: &str, username: &str, text: &str) -> String {
+        let mut state = self.shared.lock();
+        let exists = parent
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| state.media.get(&id))
+            .is_some_and(|m| !m.fake.deleted);
+        if !exists {
+            panic!("add_reply: the fake has no post {parent}");
+        }
+        let user = state.user_named(username);
+        let container = state.next_id();
+        let params = Params::from([
+            ("media_type".to_string(), "TEXT".to_string()),
+            ("text".to_string(), text.to_string()),
+            ("reply_to_id".to_string(), parent.to_string()),
+        ]);
+        let now = Utc::now();
+        state
+            .containers
+            .insert(container, Container::new(user, &params, now, now, None));
+        state.publish(container, now).to_string()
+    }
+
+    /// Lists answer at most `n` items a page, whatever `limit` asks.
+    pub fn set_page_size(&self, n: usize) {
+        self.shared.lock().page_size = n.max(1);
+    }
+
+    /// The next `n` reply reads (`/{media}/conversation`, `/{media}/replies`)
+    /// answer `status` with Graph code 2 (transient).
+    pub fn fail_reads_next(&self, n: usize, status: u16) {
+        self.shared.lock().read_faults.fail.arm(n, status);
+    }
+
+    /// The next `n` reply reads are throttled: HTTP 400 with Graph `code`
+    /// (4, 17, 32, 613…) and an `X-Business-Use-Case-Usage` header saying
+    /// access comes back in `regain_minutes` (none when 0).
+    pub fn rate_limit_reads_next(&self, n: usize, code: i64, regain_minutes: u64) {
+        self.shared
+            .lock()
+            .read_faults
+            .rate_limit
+            .arm(n, (code, regain_minutes));
+    }
+
     /// Every published post, oldest first (deleted ones flagged).
     pub fn posts(&self) -> Vec<FakeThreadsPost> {
         let state = self.shared.lock();
@@ -339,6 +404,7 @@ impl FakeThreads {
 type Params = HashMap<String, String>;
 
 struct Shared {
+    base_url: String,
     state: Mutex<State>,
 }
 
@@ -451,6 +517,9 @@ struct State {
     fail_containers: Next<String>,
     publish_requests: usize,
     requests: HashMap<String, usize>,
+    /// Largest page a list answers (see `set_page_size`).
+    page_size: usize,
+    read_faults: ReadFaults,
 }
 
 /// A Graph error answer.
@@ -542,7 +611,28 @@ impl State {
             fail_containers: Next::default(),
             publish_requests: 0,
             requests: HashMap::new(),
+            page_size: 100,
+            read_faults: ReadFaults::default(),
         }
+    }
+
+    /// The user named `username`, made (without a token) if new.
+    fn user_named(&mut self, username: &str) -> u64 {
+        if let Some((id, _)) = self.users.iter().find(|(_, u)| u.username == username) {
+            return *id;
+        }
+        let id = self.next_id();
+        self.users.insert(
+            id,
+            User {
+                username: username.to_string(),
+                posts: VecDeque::new(),
+                replies: VecDeque::new(),
+                deletes: VecDeque::new(),
+                media: Vec::new(),
+            },
+        );
+        id
     }
 
     fn next_id(&mut self) -> u64 {
@@ -720,6 +810,7 @@ impl State {
         );
         full.insert("shortcode".into(), json!(m.shortcode));
         full.insert("is_quote_post".into(), json!(false));
+        full.insert("hide_status".into(), json!("NOT_HUSHED"));
         full.insert("is_reply".into(), json!(f.reply_to_id.is_some()));
         if let Some(parent) = &f.reply_to_id {
             full.insert("replied_to".into(), json!({"id": parent}));
@@ -1179,12 +1270,89 @@ async fn list_threads(
     list(req, &path, &shared, false)
 }
 
+/// `/{user}/replies` (the user's own replies) or `/{media}/replies` (the
+/// replies made directly to a post).
 async fn list_replies(
     req: HttpRequest,
     path: web::Path<String>,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
+    let on_media = {
+        let state = shared.lock();
+        match path.parse::<u64>() {
+            Ok(id) => state.media.contains_key(&id),
+            Err(_) => false,
+        }
+    };
+    if on_media {
+        return thread_list(req, &path, &shared, false);
+    }
     list(req, &path, &shared, true)
+}
+
+async fn conversation(
+    req: HttpRequest,
+    path: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    thread_list(req, &path, &shared, true)
+}
+
+/// The replies to a post: at any depth (`conversation`) or only those made
+/// to it. Flat, in publication order; `reverse` (default `true`) puts the
+/// newest first. Paging by `limit` and opaque `after`/`before` cursors that
+/// name a reply (shared with the fake Facebook).
+fn thread_list(req: HttpRequest, path: &str, shared: &Shared, any_depth: bool) -> HttpResponse {
+    let mut state = shared.lock();
+    state.count(&req);
+    let p = params(&req, &[]);
+    if let Err(response) = state.authenticate(&req, &p) {
+        return response;
+    }
+    if let Some(fault) = state.read_faults.take("threads") {
+        return fault;
+    }
+    let Some(root) = path
+        .parse::<u64>()
+        .ok()
+        .filter(|id| state.media.get(id).is_some_and(|m| !m.fake.deleted))
+    else {
+        return missing_object(path, "get");
+    };
+    let root_text = root.to_string();
+    let mut order: Vec<String> = state
+        .media_order
+        .iter()
+        .filter(|id| **id != root)
+        .filter(|id| {
+            let parent = state
+                .media
+                .get(id)
+                .and_then(|m| m.fake.reply_to_id.as_deref());
+            if any_depth {
+                parent.is_some() && state.root_of(**id) == root_text
+            } else {
+                parent == Some(root_text.as_str())
+            }
+        })
+        .map(|id| id.to_string())
+        .collect();
+    if p.get("reverse").map(String::as_str) != Some("false") {
+        order.reverse();
+    }
+    let fields = field_list(&p);
+    let show = |id: &str| {
+        let n = id.parse::<u64>().ok()?;
+        state
+            .media
+            .get(&n)
+            .filter(|m| !m.fake.deleted)
+            .map(|_| state.media_json(n, &fields))
+    };
+    match paged_by_id(&shared.base_url, &req, &p, &order, show, state.page_size) {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(response) => response,
+    }
 }
 
 /// Newest first; `since`/`until` (Unix seconds) bound `timestamp`;
@@ -1217,7 +1385,7 @@ fn list(req: HttpRequest, path: &str, shared: &Shared, replies: bool) -> HttpRes
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(25)
-        .clamp(1, 100);
+        .clamp(1, state.page_size.clamp(1, 100));
     let after = p.get("after").and_then(|a| a.parse::<u64>().ok());
     let fields = field_list(&p);
     let ids: Vec<u64> = state

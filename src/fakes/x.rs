@@ -3,7 +3,11 @@
 //! shapes: the OAuth 2.0 pages and token endpoint (authorization code with
 //! PKCE, confidential client in a Basic header, rotating refresh tokens),
 //! `GET /2/users/me`, `POST /2/tweets`, `DELETE /2/tweets/:id`,
-//! `GET /2/users/:id/tweets`, `POST /2/media/upload` and
+//! `GET /2/users/:id/tweets`, `GET /2/tweets/search/recent` (the
+//! `conversation_id:<id>` operator only; newest first, `since_id`/`until_id`,
+//! `start_time`/`end_time`, `max_results` 10–100, `next_token` pages that
+//! never expire, the last 7 days only, `expansions=author_id` with
+//! `includes.users`), `POST /2/media/upload` and
 //! `POST /2/media/metadata`; X's error bodies; per-user rate limits with
 //! `x-rate-limit-*` headers on every authenticated answer; the 403
 //! "duplicate content" for a text the same user posted recently.
@@ -21,9 +25,17 @@
 //! - Token faults: [`FakeX::expire_access_tokens`], [`FakeX::expire_access_token`],
 //!   [`FakeX::revoke`] (one token), [`FakeX::revoke_user`] (all of a user's
 //!   tokens), [`FakeX::expire_codes`].
-//! - Request faults on `POST /2/tweets`: [`FakeX::fail_next`],
+//! - The public: [`FakeX::add_reply`] (another user, made on first use,
+//!   answers a post; returns the reply's id); [`FakeX::set_search_page_size`]
+//!   (recent search answers fewer posts per page than `max_results` asks,
+//!   as the docs allow, so tests can force several pages).
+//! - Request faults on `POST /2/tweets` and `GET /2/tweets/search/recent`:
+//!   [`FakeX::fail_next`],
 //!   [`FakeX::rate_limit_next`] (problem JSON), [`FakeX::rate_limit_next_legacy`]
-//!   (`{"errors":[{"code":88}]}`), [`FakeX::drop_after_store_next`],
+//!   (`{"errors":[{"code":88}]}`), [`FakeX::faults_after`] (those faults
+//!   wait for some requests first: a failure on page 2 of a search);
+//!   on `POST /2/tweets` only:
+//!   [`FakeX::drop_after_store_next`],
 //!   [`FakeX::stall_after_store_next`], [`FakeX::set_latency`].
 //! - Inspection: [`FakeX::posts`] (text as sent, reply parent, media, deleted),
 //!   [`FakeX::media`] (uploads with alt text), [`FakeX::seed_post`],
@@ -89,6 +101,8 @@ pub struct FakeXLimits {
     pub me: Option<RateLimit>,
     /// `POST /2/media/upload` and `/2/media/metadata`: 500 per 15 minutes.
     pub media: Option<RateLimit>,
+    /// `GET /2/tweets/search/recent`: 300 per 15 minutes.
+    pub search: Option<RateLimit>,
 }
 
 impl Default for FakeXLimits {
@@ -99,6 +113,7 @@ impl Default for FakeXLimits {
             user_posts: RateLimit::per_15_min(900),
             me: RateLimit::per_15_min(75),
             media: RateLimit::per_15_min(500),
+            search: RateLimit::per_15_min(300),
         }
     }
 }
@@ -217,6 +232,7 @@ impl FakeX {
                     .route("/2/users/me", web::get().to(users_me))
                     .route("/2/users/{id}/tweets", web::get().to(user_posts))
                     .route("/2/tweets", web::post().to(create_post))
+                    .route("/2/tweets/search/recent", web::get().to(search_recent))
                     .route("/2/tweets/{id}", web::delete().to(delete_post))
                     .route("/2/media/upload", web::post().to(upload_media))
                     .route("/2/media/metadata", web::post().to(media_metadata))
@@ -339,13 +355,15 @@ impl FakeX {
         }
     }
 
-    /// The next `n` `POST /2/tweets` get `status` and store nothing.
+    /// The next `n` `POST /2/tweets` or recent searches get `status` and
+    /// store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
         self.lock().faults.fail.arm(n, status);
     }
 
-    /// The next `n` `POST /2/tweets` get a 429 (problem JSON) whose
-    /// `x-rate-limit-reset` is `reset_in` from now, and store nothing.
+    /// The next `n` `POST /2/tweets` or recent searches get a 429 (problem
+    /// JSON) whose `x-rate-limit-reset` is `reset_in` from now, and store
+    /// nothing.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
         self.lock().faults.rate_limit.arm(n, (reset_in, false));
     }
@@ -389,6 +407,34 @@ impl FakeX {
                 .store_post(user_id, text, reply_to, Vec::new(), created_at)
                 .to_string(),
         )
+    }
+
+    /// The user `username` (made on first use) answers post `parent_id`
+    /// now. Returns the reply's id; `None` if the parent is not a live post.
+    pub fn add_reply(&self, parent_id: &str, username: &str, text: &str) -> Option<String> {
+        let mut state = self.lock();
+        let parent = parent_id
+            .parse::<u64>()
+            .ok()
+            .filter(|id| state.posts.get(id).is_some_and(|p| !p.deleted))?;
+        let user_id = state.user_named(username);
+        Some(
+            state
+                .store_post(user_id, text, Some(parent), Vec::new(), Utc::now())
+                .to_string(),
+        )
+    }
+
+    /// The faults armed with `fail_next` / `rate_limit_next` start only
+    /// after `requests` more requests to the endpoints they hit.
+    pub fn faults_after(&self, requests: usize) {
+        self.lock().fault_skip = requests;
+    }
+
+    /// Recent search answers at most `n` posts per page (at least 1),
+    /// whatever `max_results` asks; `None` (default) gives `max_results`.
+    pub fn set_search_page_size(&self, n: Option<usize>) {
+        self.lock().search_page_size = n.map(|n| n.max(1));
     }
 
     /// Every post, oldest first, deleted ones included.
@@ -508,6 +554,7 @@ enum Endpoint {
     UserPosts,
     Me,
     Media,
+    Search,
 }
 
 struct State {
@@ -525,6 +572,12 @@ struct State {
     post_order: Vec<u64>,
     /// Per user: post ids, ascending.
     user_posts: HashMap<u64, Vec<u64>>,
+    /// Per conversation id: post ids, ascending.
+    conversations: HashMap<u64, Vec<u64>>,
+    /// Recent search's largest page, whatever `max_results` asks.
+    search_page_size: Option<usize>,
+    /// Requests that pass before the armed faults apply.
+    fault_skip: usize,
     /// (user, text) → newest post id with that text.
     texts: HashMap<(u64, String), u64>,
     media: HashMap<u64, FakeXMedia>,
@@ -573,6 +626,9 @@ impl State {
             posts: HashMap::new(),
             post_order: Vec::new(),
             user_posts: HashMap::new(),
+            conversations: HashMap::new(),
+            search_page_size: None,
+            fault_skip: 0,
             texts: HashMap::new(),
             media: HashMap::new(),
             media_order: Vec::new(),
@@ -687,6 +743,7 @@ impl State {
             Endpoint::UserPosts => self.config.limits.user_posts,
             Endpoint::Me => self.config.limits.me,
             Endpoint::Media => self.config.limits.media,
+            Endpoint::Search => self.config.limits.search,
         };
         let Some(limit) = limit else {
             return Ok((user_id, None));
@@ -744,8 +801,39 @@ impl State {
         // Seeded posts may be older than the newest: keep ids ascending by id.
         let at = ids.partition_point(|&other| other < id);
         ids.insert(at, id);
+        let thread = self.conversations.entry(conversation_id).or_default();
+        let at = thread.partition_point(|&other| other < id);
+        thread.insert(at, id);
         self.texts.insert((user_id, text.to_string()), id);
         id
+    }
+
+    /// An armed `fail_next` or `rate_limit_next`, counted down; `limit` is
+    /// the endpoint's budget shown in the 429's headers.
+    fn injected_fault(
+        &mut self,
+        rate: Option<&RateHeaders>,
+        limit: Option<RateLimit>,
+        received_at: DateTime<Utc>,
+    ) -> Option<HttpResponse> {
+        if self.fault_skip > 0 {
+            self.fault_skip -= 1;
+            return None;
+        }
+        if let Some(status) = self.faults.fail.take() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let title = status.canonical_reason().unwrap_or("Error");
+            return Some(problem(status, title, title, "about:blank", rate));
+        }
+        let (reset_in, legacy) = self.faults.rate_limit.take()?;
+        let limited = RateHeaders {
+            limit: limit.map_or(100, |l| l.limit),
+            remaining: 0,
+            reset: received_at
+                + chrono::Duration::from_std(reset_in)
+                    .unwrap_or_else(|_| chrono::Duration::seconds(900)),
+        };
+        Some(too_many_requests(&limited, legacy))
     }
 
     fn is_duplicate(&self, user_id: u64, text: &str, now: DateTime<Utc>) -> bool {
@@ -1266,20 +1354,9 @@ impl State {
             Err(response) => return Outcome::Answer(response),
         };
         let rate = rate.as_ref();
-        if let Some(status) = self.faults.fail.take() {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let title = status.canonical_reason().unwrap_or("Error");
-            return Outcome::Answer(problem(status, title, title, "about:blank", rate));
-        }
-        if let Some((reset_in, legacy)) = self.faults.rate_limit.take() {
-            let limited = RateHeaders {
-                limit: self.config.limits.create_post.map_or(100, |l| l.limit),
-                remaining: 0,
-                reset: received_at
-                    + chrono::Duration::from_std(reset_in)
-                        .unwrap_or_else(|_| chrono::Duration::seconds(900)),
-            };
-            return Outcome::Answer(too_many_requests(&limited, legacy));
+        let limit = self.config.limits.create_post;
+        if let Some(response) = self.injected_fault(rate, limit, received_at) {
+            return Outcome::Answer(response);
         }
         if !content_type(req).starts_with("application/json") {
             return Outcome::Answer(invalid_request(
@@ -1552,6 +1629,174 @@ async fn user_posts(
     } else {
         json!({ "data": data, "meta": meta })
     };
+    ok_json(StatusCode::OK, body, rate)
+}
+
+/// Recent search covers this much of the past.
+const SEARCH_WINDOW: chrono::Duration = chrono::Duration::days(7);
+
+/// `GET /2/tweets/search/recent` with `query=conversation_id:<id>`: the
+/// conversation's live posts of the last 7 days, newest first; `max_results`
+/// 10–100 (default 10; fewer with `set_search_page_size`); `since_id`/
+/// `until_id` (exclusive), `start_time`/`end_time`; `next_token` (or
+/// `pagination_token`) continues below the page's oldest post, so the same
+/// token gives the same page whenever it is used; `tweet.fields` adds
+/// fields; `expansions=author_id` adds `includes.users` (id, name, username).
+async fn search_recent(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let received_at = Utc::now();
+    let mut state = shared.lock();
+    state.count_request(req.path());
+    let (_, rate) = match state.authenticate(&req, Endpoint::Search, &["tweet.read", "users.read"])
+    {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let rate = rate.as_ref();
+    let limit = state.config.limits.search;
+    if let Some(response) = state.injected_fault(rate, limit, received_at) {
+        return response;
+    }
+    let q = query_map(&req);
+    let Some(query) = q.get("query").map(|v| v.trim().to_string()) else {
+        return invalid_request("The `query` query parameter can not be empty", rate);
+    };
+    let Some(conversation) = query
+        .strip_prefix("conversation_id:")
+        .and_then(|id| id.parse::<u64>().ok())
+    else {
+        return invalid_request(
+            &format!("This fake understands only `conversation_id:<id>` queries, not [{query}]"),
+            rate,
+        );
+    };
+    let max_results = match q.get("max_results") {
+        None => 10,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (10..=100).contains(&n) => n,
+            _ => {
+                return invalid_request(
+                    &format!(
+                        "The `max_results` query parameter value [{v}] is not between 10 and 100"
+                    ),
+                    rate,
+                )
+            }
+        },
+    };
+    let oldest_allowed = received_at - SEARCH_WINDOW;
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+        match q.get(name) {
+            None => Ok(None),
+            Some(v) => match DateTime::parse_from_rfc3339(v) {
+                Ok(t) if t < oldest_allowed => Err(format!(
+                    "Invalid '{name}':'{v}'. '{name}' must be on or after {}",
+                    oldest_allowed.to_rfc3339_opts(SecondsFormat::Secs, true)
+                )),
+                Ok(t) => Ok(Some(t.with_timezone(&Utc))),
+                Err(_) => Err(format!(
+                    "Invalid '{name}': '{v}'. '{name}' must be a timestamp (YYYY-MM-DDTHH:mm:ssZ)."
+                )),
+            },
+        }
+    };
+    let id_param = |name: &str| -> Result<Option<u64>, String> {
+        match q.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("The `{name}` query parameter value [{v}] is not valid")),
+        }
+    };
+    let (start, end, since, until) = match (
+        time("start_time"),
+        time("end_time"),
+        id_param("since_id"),
+        id_param("until_id"),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (a, b, c, d) => {
+            let message = [a.err(), b.err(), c.err(), d.err()]
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap_or_default();
+            return invalid_request(&message, rate);
+        }
+    };
+    let token = q.get("next_token").or_else(|| q.get("pagination_token"));
+    let page_below = match token {
+        None => None,
+        Some(token) => match u64::from_str_radix(token, 36) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return invalid_request(
+                    &format!("The `next_token` query parameter value [{token}] is not valid"),
+                    rate,
+                )
+            }
+        },
+    };
+    let page_size = state
+        .search_page_size
+        .map_or(max_results, |n| n.min(max_results));
+    let fields_text = q.get("tweet.fields").cloned().unwrap_or_default();
+    let fields: Vec<&str> = fields_text.split(',').map(str::trim).collect();
+    let ids = state
+        .conversations
+        .get(&conversation)
+        .cloned()
+        .unwrap_or_default();
+    let mut page = Vec::new();
+    let mut more = false;
+    for id in ids.iter().rev() {
+        let Some(post) = state.posts.get(id) else {
+            continue;
+        };
+        let skipped = post.deleted
+            || post.created_at < oldest_allowed
+            || page_below.is_some_and(|below| *id >= below)
+            || since.is_some_and(|s| *id <= s)
+            || until.is_some_and(|u| *id >= u)
+            || end.is_some_and(|e| post.created_at >= e)
+            || start.is_some_and(|s| post.created_at < s);
+        if skipped {
+            continue;
+        }
+        if page.len() == page_size {
+            more = true;
+            break;
+        }
+        page.push(*id);
+    }
+    let posts: Vec<&StoredPost> = page.iter().filter_map(|id| state.posts.get(id)).collect();
+    let data: Vec<Value> = posts.iter().map(|p| state.post_json(p, &fields)).collect();
+    let mut meta = json!({ "result_count": data.len() });
+    if let (Some(newest), Some(oldest)) = (page.first(), page.last()) {
+        meta["newest_id"] = json!(newest.to_string());
+        meta["oldest_id"] = json!(oldest.to_string());
+        if more {
+            meta["next_token"] = json!(to_base36(*oldest));
+        }
+    }
+    if data.is_empty() {
+        return ok_json(StatusCode::OK, json!({ "meta": meta }), rate);
+    }
+    let mut body = json!({ "data": data, "meta": meta });
+    let expansions = q.get("expansions").cloned().unwrap_or_default();
+    if expansions.split(',').any(|e| e.trim() == "author_id") {
+        let mut authors: Vec<u64> = posts.iter().map(|p| p.user_id).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let users: Vec<Value> = authors
+            .into_iter()
+            .map(|id| {
+                let name = state.users.get(&id).cloned().unwrap_or_default();
+                json!({ "id": id.to_string(), "name": name, "username": name })
+            })
+            .collect();
+        body["includes"] = json!({ "users": users });
+    }
     ok_json(StatusCode::OK, body, rate)
 }
 

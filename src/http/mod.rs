@@ -13,7 +13,9 @@ pub mod pagination;
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::{accounts, deliveries, dispatch, keys, log, media, platforms, statements};
+use crate::{
+    accounts, deliveries, dispatch, keys, log, media, platforms, replies, statements, webhooks,
+};
 use error::ApiError;
 
 /// Parse a resource id from a path: anything but a UUID names nothing (404).
@@ -80,10 +82,22 @@ pub fn v1_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(dispatch::routes::resume_publishing)
         .service(platforms::routes::list_sandbox_posts)
         .service(platforms::routes::get_sandbox_post)
+        .service(platforms::routes::reply_to_sandbox_post)
         .service(platforms::routes::list_platforms)
+        .service(replies::routes::list_replies)
+        .service(replies::routes::get_reply)
+        .service(replies::routes::patch_reply)
+        .service(replies::routes::respond_to_reply)
+        .service(replies::routes::replies_summary)
+        .service(replies::routes::followup_stats)
         .service(media::routes::upload_media)
         .service(media::routes::get_media)
-        .service(media::routes::media_content);
+        .service(media::routes::media_content)
+        .service(webhooks::routes::create_webhook)
+        .service(webhooks::routes::list_webhooks)
+        .service(webhooks::routes::get_webhook)
+        .service(webhooks::routes::delete_webhook)
+        .service(webhooks::routes::list_webhook_deliveries);
 }
 
 /// Routes outside `/v1`.

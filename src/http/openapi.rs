@@ -26,6 +26,8 @@ use super::error::{FieldError, Problem};
         (name = "accounts", description = "Connected social-network accounts"),
         (name = "log", description = "The publish log (managers)"),
         (name = "keys", description = "API keys (admins)"),
+        (name = "webhooks", description = "Outbound webhooks (admins): signed calls to your URLs when deliveries, replies or accounts need attention"),
+        (name = "replies", description = "Replies from the public, their follow-up, and answers"),
         (name = "health", description = "Probes"),
     )
 )]

@@ -124,6 +124,9 @@ pub fn append_many(conn: &mut DbConnection, events: Vec<NewEvent>) -> QueryResul
             }
         }
     }
+    // Subscribers hear of the events they follow, in the same transaction:
+    // the call is queued if and only if the change is committed.
+    crate::webhooks::enqueue_for_log(conn, &rows)?;
     Ok(rows)
 }
 

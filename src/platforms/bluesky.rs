@@ -23,6 +23,22 @@
 //! as `app.bsky.embed.images` with their alt text (at most 4, 1,000,000 bytes
 //! each). `delete` is `deleteRecord` (a record already gone is fine); `check`
 //! is `getSession`.
+//!
+//! Replies: `app.bsky.feed.getPostThread` on the first part, through the PDS
+//! (which proxies `app.bsky.*` calls to the AppView), with the deepest
+//! `depth` the lexicon allows and no parents: every reply at any depth,
+//! replies to later parts included, in one answer (the method has no
+//! pagination). The account's own posts (by DID) and Herald's parts are
+//! left out; deleted or blocked replies (`#notFoundPost`, `#blockedPost`)
+//! are skipped. The thread is a whole snapshot each time, so the cursor is a
+//! [`SnapshotCursor`] over the AppView's `indexedAt`. Answering a reply
+//! (`answers_reply`) is an ordinary reply: the parent is the public's post,
+//! its cid read with `getRecord` from its own repo, and the root copied from
+//! its `reply.root` (our first part).
+//!
+//! There is no fallback to `listNotifications` when no AppView is reachable:
+//! that method is an `app.bsky.*` AppView method too, so a PDS that cannot
+//! answer one cannot answer the other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,8 +53,10 @@ use super::connector::{
     answered, clip, download_image, found_or_rejected, reset_instant, retry_after_seconds,
     send_call, wait_for_reset,
 };
+use super::mastodon::SnapshotCursor;
 use super::{
-    AccountSession, Connector, ConnectorError, Credentials, MediaItem, Post, Published, ReplyTarget,
+    AccountSession, Connector, ConnectorError, Credentials, FetchedReply, MediaItem, Post,
+    Published, ReplyPage, ReplyQuery, ReplyTarget,
 };
 
 const DEFAULT_BASE_URL: &str = "https://bsky.social";
@@ -53,6 +71,8 @@ const MAX_MESSAGE: usize = 300;
 /// `app.bsky.embed.images`: at most 4 images of at most 1,000,000 bytes.
 const MAX_IMAGES: usize = 4;
 const MAX_IMAGE_BYTES: usize = 1_000_000;
+/// `getPostThread`'s deepest `depth` (lexicon: 0 to 1000, default 6).
+const THREAD_DEPTH: &str = "1000";
 
 /// Publishes to Bluesky (any PDS; `https://bsky.social` unless the account
 /// names another base URL). Requests are bounded by the shared client's
@@ -164,6 +184,113 @@ impl Connector for Bluesky {
         }
         Err(classify(&reply, Utc::now()))
     }
+
+    /// `getPostThread` on the first part: the replies not by the account,
+    /// oldest first, those the cursor has not covered.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let root = query.root_id.trim();
+        if post_uri_parts(root).is_none() {
+            return Err(ConnectorError::Rejected {
+                message: format!("not a Bluesky post URI: {root}"),
+                status: None,
+            });
+        }
+        let base = base_url(account);
+        let (reply, session) = self
+            .call_with_session(account, &base, &Call::GetPostThread { uri: root })
+            .await?;
+        if reply.status != 200 {
+            if reply.error == "NotFound" {
+                return Err(ConnectorError::Rejected {
+                    message: format!(
+                        "the post no longer exists on Bluesky ({})",
+                        reply.describe()
+                    ),
+                    status: Some(reply.status),
+                });
+            }
+            return Err(classify(&reply, Utc::now()));
+        }
+        let mut found = Vec::new();
+        if let Some(replies) = reply.body["thread"]["replies"].as_array() {
+            collect_replies(replies, &mut found);
+        }
+        let found = found
+            .into_iter()
+            .filter(|(did, _, reply)| {
+                did != &session.did && !query.own_ids.contains(&reply.remote_id)
+            })
+            .map(|(_, key, reply)| (key, reply))
+            .collect();
+        Ok(SnapshotCursor::select(found, query.cursor.as_deref()))
+    }
+}
+
+/// Walk a thread's `replies` (depth first): each post's author DID, its sort
+/// key (`indexedAt`, then record key and URI) and the reply. Deleted and blocked replies,
+/// which carry no post, end their branch.
+fn collect_replies(replies: &[Value], out: &mut Vec<(String, String, FetchedReply)>) {
+    for node in replies {
+        let Some(post) = node.get("post").filter(|p| p.is_object()) else {
+            continue;
+        };
+        if let Some(found) = thread_reply(post) {
+            out.push(found);
+        }
+        if let Some(children) = node["replies"].as_array() {
+            collect_replies(children, out);
+        }
+    }
+}
+
+/// One `postView` of a thread as a reply: its author's DID, its sort key,
+/// and the reply (handle as author, `createdAt` unless it is later than the
+/// AppView's `indexedAt`, the `bsky.app` URL).
+fn thread_reply(post: &Value) -> Option<(String, String, FetchedReply)> {
+    let uri = post["uri"].as_str().filter(|u| !u.is_empty())?;
+    let did = post["author"]["did"].as_str().unwrap_or_default();
+    let handle = post["author"]["handle"]
+        .as_str()
+        .filter(|h| !h.is_empty() && *h != "handle.invalid")
+        .unwrap_or(did);
+    let time = |value: &Value| {
+        value
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let indexed_at = time(&post["indexedAt"]);
+    let created_at = match (time(&post["record"]["createdAt"]), indexed_at) {
+        (Some(created), Some(indexed)) => created.min(indexed),
+        (created, indexed) => created.or(indexed).unwrap_or_else(Utc::now),
+    };
+    // Ties (same millisecond) fall to the record key, a TID the author's
+    // client made from its clock.
+    let key = format!(
+        "{}|{}|{uri}",
+        indexed_at
+            .unwrap_or(created_at)
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
+        rkey_of(uri).unwrap_or_default()
+    );
+    let reply = FetchedReply {
+        remote_id: uri.to_string(),
+        parent_id: post["record"]["reply"]["parent"]["uri"]
+            .as_str()
+            .map(str::to_string),
+        author: handle.to_string(),
+        text: post["record"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        created_at,
+        url: rkey_of(uri).map(|rkey| post_url(handle, rkey)),
+    };
+    Some((did.to_string(), key, reply))
 }
 
 /// The session fields stored in the account's credentials.
@@ -212,6 +339,10 @@ enum Call<'a> {
         rkey: &'a str,
     },
     GetSession,
+    /// `app.bsky.feed.getPostThread` of a post, as deep as allowed.
+    GetPostThread {
+        uri: &'a str,
+    },
 }
 
 /// An XRPC answer: status, body, the error name and message of a failure,
@@ -351,6 +482,16 @@ impl Bluesky {
             Call::GetSession => (
                 self.http
                     .get(xrpc_url(base, "com.atproto.server.getSession")),
+                false,
+            ),
+            Call::GetPostThread { uri } => (
+                self.http
+                    .get(xrpc_url(base, "app.bsky.feed.getPostThread"))
+                    .query(&[
+                        ("uri", *uri),
+                        ("depth", THREAD_DEPTH),
+                        ("parentHeight", "0"),
+                    ]),
                 false,
             ),
         };
@@ -1124,6 +1265,60 @@ mod tests {
             "Token has been revoked"
         )));
         assert!(!refresh_token_is_dead(&reply(400, "AccountTakedown", "")));
+    }
+
+    #[test]
+    fn thread_replies_skip_deleted_and_blocked_posts_and_distrust_future_clocks() {
+        let post = |uri: &str, handle: &str, created: &str, indexed: &str| {
+            json!({
+                "uri": uri,
+                "cid": "bafy",
+                "author": {"did": format!("did:plc:{handle}"), "handle": handle},
+                "record": {
+                    "text": format!("from {handle}"),
+                    "createdAt": created,
+                    "reply": {"parent": {"uri": "at://did:plc:me/app.bsky.feed.post/root"}},
+                },
+                "indexedAt": indexed,
+            })
+        };
+        let replies = json!([
+            {"$type": "app.bsky.feed.defs#notFoundPost", "uri": "at://x/app.bsky.feed.post/gone", "notFound": true},
+            {"$type": "app.bsky.feed.defs#blockedPost", "uri": "at://x/app.bsky.feed.post/b", "blocked": true},
+            {
+                "$type": "app.bsky.feed.defs#threadViewPost",
+                "post": post("at://did:plc:ann/app.bsky.feed.post/3a", "ann.test", "2030-01-01T00:00:00Z", "2026-01-01T09:00:00.000Z"),
+                "replies": [{
+                    "$type": "app.bsky.feed.defs#threadViewPost",
+                    "post": post("at://did:plc:bo/app.bsky.feed.post/3b", "handle.invalid", "2026-01-01T08:59:00Z", "2026-01-01T09:01:00.000Z"),
+                }],
+            },
+        ]);
+        let mut out = Vec::new();
+        collect_replies(replies.as_array().unwrap(), &mut out);
+        assert_eq!(out.len(), 2);
+        let (did, _, ann) = &out[0];
+        assert_eq!(did, "did:plc:ann.test");
+        assert_eq!(ann.author, "ann.test");
+        assert_eq!(ann.text, "from ann.test");
+        assert_eq!(
+            ann.created_at,
+            Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap(),
+            "a createdAt in the future gives way to indexedAt"
+        );
+        assert_eq!(
+            ann.parent_id.as_deref(),
+            Some("at://did:plc:me/app.bsky.feed.post/root")
+        );
+        let (_, _, bo) = &out[1];
+        assert_eq!(
+            bo.author, "did:plc:handle.invalid",
+            "an invalid handle falls back to the DID"
+        );
+        assert_eq!(
+            bo.url.as_deref(),
+            Some("https://bsky.app/profile/did:plc:handle.invalid/post/3b")
+        );
     }
 
     #[test]

@@ -73,8 +73,11 @@ pub struct PlatformInfo {
     pub text: TextRules,
     pub media: MediaRules,
     pub thread: ThreadMode,
-    /// Herald can read the answers to a post there.
+    /// Herald can read the answers to a post there (reply tracking).
     pub replies: bool,
+    /// What reply tracking needs or cannot do on this network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replies_note: Option<&'static str>,
     /// A published post can be deleted through the API (retraction).
     pub delete: bool,
     /// A published post can be edited through the API.
@@ -213,7 +216,7 @@ pub fn info(platform: Platform) -> PlatformInfo {
             "Sandbox",
             ConnectMethod::Credentials,
             ThreadMode::Reply,
-            false,
+            true,
             true,
             false,
             media(4, false, &JPEG_PNG_GIF_WEBP, 16 * MB, true),
@@ -234,8 +237,32 @@ pub fn info(platform: Platform) -> PlatformInfo {
         media,
         thread,
         replies,
+        replies_note: replies_note(platform),
         delete,
         edit,
+    }
+}
+
+/// The conditions of reply tracking on `platform` (shared/platforms.md,
+/// "Replies tracking").
+fn replies_note(platform: Platform) -> Option<&'static str> {
+    match platform {
+        Platform::Linkedin => Some(
+            "comments are read on organization pages only (r_organization_social); \
+             LinkedIn restricts reading comments on a member's posts",
+        ),
+        Platform::Telegram => Some(
+            "comments in the channel's linked discussion group: the bot must be an \
+             administrator of that group (or have privacy mode off) and have no webhook set",
+        ),
+        Platform::Discord => Some(
+            "needs a bot token (credential bot_token) with the Message Content intent: \
+             a webhook can post but not read",
+        ),
+        Platform::Facebook => Some("commenters appear by name: Facebook gives no handle"),
+        Platform::Webhook => Some("a webhook only receives posts: there are no replies to read"),
+        Platform::X => Some("recent search covers the last 7 days"),
+        _ => None,
     }
 }
 
@@ -272,6 +299,31 @@ fn text_facts(platform: Platform) -> (&'static str, &'static str) {
         Platform::Webhook | Platform::Sandbox => "UTF-8 bytes",
     };
     (unit, counting)
+}
+
+/// Reply tracking's budget on `platform`, per account: at most `calls`
+/// reads per `window_s` seconds, a share of the network's read limit that
+/// leaves the rest for publishing (shared/platforms.md, "Replies tracking").
+/// `None`: no replies to read, or no limit worth keeping (the sandbox).
+pub fn reply_budget(platform: Platform) -> Option<(u32, u64)> {
+    match platform {
+        // 300 requests per 5 minutes per account: keep a third.
+        Platform::Mastodon => Some((100, 300)),
+        // 3,000 per 5 minutes per account on the PDS/AppView.
+        Platform::Bluesky => Some((300, 300)),
+        // Recent search: 300 per 15 minutes per user; keep a third.
+        Platform::X => Some((100, 900)),
+        // Meta's usage-based throttling: 200 calls per hour per user.
+        Platform::Facebook | Platform::Instagram | Platform::Threads => Some((60, 3_600)),
+        // Daily application and member caps (unpublished, reset at 00:00
+        // UTC): under one read a minute on average. A poll that finds
+        // nothing new costs one read (the counts).
+        Platform::Linkedin => Some((1_000, 86_400)),
+        // Telegram: one getUpdates per bot per run; polls read the store.
+        // 50 requests per second globally; per-route buckets are smaller.
+        Platform::Discord => Some((60, 60)),
+        Platform::Telegram | Platform::Webhook | Platform::Sandbox => None,
+    }
 }
 
 #[cfg(test)]

@@ -110,6 +110,51 @@ pub struct ReplyTarget {
     /// The post this one answers directly (X, Bluesky, Mastodon, Threads,
     /// Telegram reply to it).
     pub parent_id: String,
+    /// `parent_id` is a reply from the public (a comment, as
+    /// `Connector::replies` returned it), not one of Herald's posts: an
+    /// answer from the follow-up queue. Facebook, Instagram and LinkedIn
+    /// answer a comment differently from a post.
+    pub answers_reply: bool,
+}
+
+/// What reply collection asks a network for: the replies to one published
+/// post (and to its thread parts), newer than the last poll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyQuery {
+    /// The post's `remote_id` (the first part of a thread).
+    pub root_id: String,
+    /// Every part's `remote_id`, the first included: Herald's own posts,
+    /// which are not replies.
+    pub own_ids: Vec<String>,
+    /// What the previous poll returned as `ReplyPage::cursor`; `None` on the
+    /// first poll.
+    pub cursor: Option<String>,
+    /// When the post went out.
+    pub published_at: DateTime<Utc>,
+}
+
+/// One reply as the network shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedReply {
+    /// The network's id of the reply (unique per account).
+    pub remote_id: String,
+    /// The post or reply it answers, when the network says.
+    pub parent_id: Option<String>,
+    /// Handle (or display name where the network has no handle).
+    pub author: String,
+    /// Plain text (HTML already converted).
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+    pub url: Option<String>,
+}
+
+/// The replies found by one poll, and where the next poll starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplyPage {
+    pub replies: Vec<FetchedReply>,
+    /// Stored and handed back as `ReplyQuery::cursor` next time; `None`
+    /// keeps the previous cursor.
+    pub cursor: Option<String>,
 }
 
 /// An image attached to a post.

@@ -23,7 +23,29 @@
 //! - Delete: `DELETE {webhook_url}/messages/{id}`; `10008 Unknown Message` is
 //!   already deleted.
 //! - Credentials never expire: `refresh` keeps the trait default.
+//! - Replies (bot only: a webhook cannot read): `GET {api}/channels/
+//!   {channel_id}/messages?after=<cursor>&limit=100`, oldest page first
+//!   (the first poll reads after our message), keeping the messages whose
+//!   `message_reference` points at one of our parts or at a reply already in
+//!   the tree. The cursor is the newest message id read, with the ids of the
+//!   public replies found so far (at most [`MAX_KNOWN_REPLIES`], the newest)
+//!   so a reply to a reply seen in an earlier poll is still recognised; a
+//!   page shorter than 100 ends the poll, a poll reads at most 10 pages.
+//!   The bot needs View Channel and Read Message History, and the privileged
+//!   Message Content intent to see `content`. The bot's own messages (its
+//!   answers; its user id from `GET /users/@me`, asked once per token) and
+//!   our webhook's are left out.
+//! - Answering a reply (`answers_reply`): webhooks cannot reply, so the bot
+//!   posts `POST {api}/channels/{channel_id}/messages` with
+//!   `message_reference` (the reply), `allowed_mentions` that notify the
+//!   replied user and nobody else, and a `nonce` derived from the
+//!   delivery's key with `enforce_nonce` (a repeat within minutes returns
+//!   the first message). Without a bot token the answer is refused.
+//!   Reconciling it reads the channel for the bot's message answering that
+//!   reply with the same text.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,7 +54,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::connector::{clip, send_call};
-use super::{AccountSession, Connector, ConnectorError, Post, Published};
+use super::{
+    AccountSession, Connector, ConnectorError, FetchedReply, Post, Published, ReplyPage, ReplyQuery,
+};
 
 /// Discord's epoch (2015-01-01T00:00:00Z), in Unix milliseconds.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
@@ -48,6 +72,10 @@ const PAGE_SIZE: usize = 100;
 const MAX_PAGES: usize = 10;
 /// Longest network message quoted in an error.
 const MAX_MESSAGE: usize = 300;
+/// Pages of channel messages one reply poll reads before it resumes next time.
+const MAX_REPLY_PAGES: usize = 10;
+/// Public replies remembered in the cursor (for replies to them).
+pub const MAX_KNOWN_REPLIES: usize = 500;
 
 /// Publishes through Discord incoming webhooks; reads with a bot on
 /// `HERALD_DISCORD_API_URL` (or the account's base URL).
@@ -55,6 +83,9 @@ const MAX_MESSAGE: usize = 300;
 pub struct Discord {
     http: reqwest::Client,
     api_url: String,
+    /// SHA-256 of (API, bot token) → the bot's user id (`GET /users/@me`):
+    /// the bot's own answers are left out of the replies.
+    bot_ids: Arc<Mutex<HashMap<[u8; 32], String>>>,
 }
 
 impl Discord {
@@ -62,6 +93,7 @@ impl Discord {
         Self {
             http,
             api_url: api_url.trim().trim_end_matches('/').to_string(),
+            bot_ids: Arc::default(),
         }
     }
 }
@@ -263,13 +295,15 @@ impl Discord {
         guild
     }
 
-    /// Find `post` among the channel's messages since its first attempt.
+    /// Find `post` among the channel's messages since its first attempt:
+    /// the oldest message `ours` accepts with the post's text.
     async fn find(
         &self,
         target: &Target,
         bot_token: &str,
         channel_id: &str,
         post: &Post,
+        ours: impl Fn(&Value) -> bool,
     ) -> Result<Option<Published>, ConnectorError> {
         let mut after = snowflake_at(post.first_attempt_at - LOOKUP_MARGIN);
         for _ in 0..MAX_PAGES {
@@ -294,13 +328,13 @@ impl Discord {
                 });
             }
             let page = reply.body.as_array().map(Vec::as_slice).unwrap_or_default();
-            let ours = page
+            let found = page
                 .iter()
-                .filter(|m| id_of(&m["webhook_id"]).as_deref() == Some(target.hook.id.as_str()))
+                .filter(|m| ours(m))
                 .filter(|m| matches_post(m, post))
                 .filter_map(|m| Some((snowflake_of(m)?, m)))
                 .min_by_key(|(id, _)| *id);
-            if let Some((_, message)) = ours {
+            if let Some((_, message)) = found {
                 return Ok(published(message, target.guild_id.as_deref(), None));
             }
             let newest = page.iter().filter_map(snowflake_of).max();
@@ -325,6 +359,14 @@ impl Connector for Discord {
         post: &Post,
     ) -> Result<Published, ConnectorError> {
         let target = self.target(account).await?;
+        if let Some(parent) = post
+            .reply_to
+            .as_ref()
+            .filter(|r| r.answers_reply)
+            .map(|r| r.parent_id.trim())
+        {
+            return self.answer(account, &target, post, parent).await;
+        }
         let body = execute_body(post)?;
         let request = self
             .http
@@ -373,17 +415,34 @@ impl Connector for Discord {
                     .into(),
             });
         };
-        let channel_id = match target.channel_id.clone() {
-            Some(channel) => channel,
-            None => {
-                let webhook = self.get_webhook(&target.hook).await?;
-                self.learn_webhook(account, &webhook).await;
-                id_of(&webhook["channel_id"]).ok_or_else(|| ConnectorError::Unknown {
-                    message: "the webhook did not say which channel it posts in".into(),
-                })?
+        let channel_id = self
+            .channel_of(account, &target)
+            .await
+            .map_err(|e| match e {
+                ConnectorError::Rejected { message, .. } => ConnectorError::Unknown { message },
+                other => other,
+            })?;
+        match post.reply_to.as_ref().filter(|r| r.answers_reply) {
+            // The bot's own message answering that reply.
+            Some(reply_to) => {
+                let parent = reply_to.parent_id.trim().to_string();
+                let ours = move |m: &Value| {
+                    m.get("webhook_id").is_none()
+                        && m["author"]["bot"] == Value::Bool(true)
+                        && id_of(&m["message_reference"]["message_id"]).as_deref()
+                            == Some(parent.as_str())
+                };
+                self.find(&target, &bot_token, &channel_id, post, ours)
+                    .await
             }
-        };
-        self.find(&target, &bot_token, &channel_id, post).await
+            None => {
+                let hook = target.hook.id.clone();
+                let ours =
+                    move |m: &Value| id_of(&m["webhook_id"]).as_deref() == Some(hook.as_str());
+                self.find(&target, &bot_token, &channel_id, post, ours)
+                    .await
+            }
+        }
     }
 
     /// `DELETE {webhook_url}/messages/{id}`; a message already gone is deleted.
@@ -443,6 +502,333 @@ impl Connector for Discord {
             },
             other => other,
         })
+    }
+
+    /// The bot reads the channel after the cursor and keeps the messages
+    /// answering our parts or a reply in the tree (see the module notes).
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let target = self.target(account).await?;
+        let Some(bot_token) = target.bot_token.clone() else {
+            return Err(ConnectorError::Rejected {
+                message: "a Discord webhook cannot read messages: give the account a bot_token \
+                          (a bot in the server that can read the channel) to collect replies"
+                    .into(),
+                status: None,
+            });
+        };
+        let root = query.root_id.trim();
+        if !is_snowflake(root) {
+            return Err(ConnectorError::Rejected {
+                message: format!("'{root}' is not a Discord message id"),
+                status: None,
+            });
+        }
+        let channel_id = self.channel_of(account, &target).await?;
+        let bot_id = self.bot_user_id(&target.api, &bot_token).await?;
+        let mut cursor = ReplyCursor::parse(query.cursor.as_deref(), root);
+        let mut tree: std::collections::HashSet<String> = query
+            .own_ids
+            .iter()
+            .cloned()
+            .chain(cursor.known.iter().cloned())
+            .collect();
+        tree.insert(root.to_string());
+        let guild = target.guild_id.clone();
+        let mut found = Vec::new();
+        for _ in 0..MAX_REPLY_PAGES {
+            let request = self
+                .http
+                .get(format!(
+                    "{}/channels/{channel_id}/messages?after={}&limit={PAGE_SIZE}",
+                    target.api, cursor.after
+                ))
+                .header("Authorization", format!("Bot {bot_token}"));
+            let reply = self.send(request, false).await?;
+            if reply.status != 200 {
+                let error = classify_bot(&reply, Utc::now());
+                if found.is_empty() {
+                    return Err(error);
+                }
+                tracing::warn!(%error, "Discord reply poll stopped early; resuming next time");
+                break;
+            }
+            let mut page: Vec<(u64, &Value)> = reply
+                .body
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| Some((snowflake_of(m)?, m)))
+                .collect();
+            page.sort_by_key(|(id, _)| *id);
+            for (id, message) in &page {
+                cursor.after = cursor.after.max(*id);
+                let Some(parent) = reply_parent(message) else {
+                    continue;
+                };
+                let grandparent =
+                    id_of(&message["referenced_message"]["message_reference"]["message_id"]);
+                if !tree.contains(&parent) && !grandparent.is_some_and(|g| tree.contains(&g)) {
+                    continue;
+                }
+                let id = id.to_string();
+                tree.insert(parent);
+                tree.insert(id.clone());
+                let ours = query.own_ids.contains(&id)
+                    || id_of(&message["webhook_id"]).as_deref() == Some(target.hook.id.as_str())
+                    || id_of(&message["author"]["id"]).as_deref() == Some(bot_id.as_str());
+                if ours {
+                    continue;
+                }
+                if let Some(reply) = channel_reply(message, &channel_id, guild.as_deref()) {
+                    cursor.remember(&id);
+                    found.push(reply);
+                }
+            }
+            if page.len() < PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(ReplyPage {
+            replies: found,
+            cursor: Some(cursor.encode()),
+        })
+    }
+}
+
+impl Discord {
+    /// The bot's user id (`GET /users/@me`), asked once per token and kept.
+    async fn bot_user_id(&self, api: &str, token: &str) -> Result<String, ConnectorError> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::new()
+            .chain_update(api)
+            .chain_update([0])
+            .chain_update(token)
+            .finalize()
+            .into();
+        let known = self
+            .bot_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let request = self
+            .http
+            .get(format!("{api}/users/@me"))
+            .header("Authorization", format!("Bot {token}"));
+        let reply = self.send(request, false).await?;
+        if reply.status != 200 {
+            return Err(classify_bot(&reply, Utc::now()));
+        }
+        let id = id_of(&reply.body["id"]).ok_or_else(|| ConnectorError::Transient {
+            message: "Discord answered /users/@me without the bot's id".into(),
+            status: Some(200),
+        })?;
+        self.bot_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, id.clone());
+        Ok(id)
+    }
+
+    /// The channel the webhook posts in: the stored `channel_id`, else the
+    /// webhook's (learned once with `GET {webhook_url}`).
+    async fn channel_of(
+        &self,
+        account: &AccountSession,
+        target: &Target,
+    ) -> Result<String, ConnectorError> {
+        if let Some(channel) = target.channel_id.clone() {
+            return Ok(channel);
+        }
+        let webhook = self.get_webhook(&target.hook).await?;
+        self.learn_webhook(account, &webhook).await;
+        id_of(&webhook["channel_id"]).ok_or_else(|| ConnectorError::Rejected {
+            message:
+                "the webhook did not say which channel it posts in: set the account's channel_id"
+                    .into(),
+            status: None,
+        })
+    }
+
+    /// Answer the reply `parent` as the bot: `POST /channels/{id}/messages`
+    /// with `message_reference`, the replied user notified, a `nonce` with
+    /// `enforce_nonce`.
+    async fn answer(
+        &self,
+        account: &AccountSession,
+        target: &Target,
+        post: &Post,
+        parent: &str,
+    ) -> Result<Published, ConnectorError> {
+        let Some(bot_token) = target.bot_token.as_deref() else {
+            return Err(ConnectorError::Rejected {
+                message: "answering a comment on Discord needs a bot: webhooks cannot reply to \
+                          a message; give the account a bot_token"
+                    .into(),
+                status: None,
+            });
+        };
+        if !is_snowflake(parent) {
+            return Err(ConnectorError::Rejected {
+                message: format!("'{parent}' is not a Discord message id to answer"),
+                status: None,
+            });
+        }
+        let channel_id = self.channel_of(account, target).await?;
+        let body = answer_body(post, parent, &channel_id)?;
+        let request = self
+            .http
+            .post(format!("{}/channels/{channel_id}/messages", target.api))
+            .header("Authorization", format!("Bot {bot_token}"))
+            .json(&body);
+        let reply = self.send(request, true).await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(classify_bot(&reply, Utc::now()));
+        }
+        let pause_until = match reply.limits.remaining {
+            Some(0) => reply.limits.reset_at(Utc::now()),
+            _ => None,
+        };
+        published(&reply.body, target.guild_id.as_deref(), pause_until).ok_or_else(|| {
+            ConnectorError::Unknown {
+                message: "Discord accepted the answer but its answer had no message id".into(),
+            }
+        })
+    }
+}
+
+/// Where a reply poll stands: the newest message id read, and the public
+/// replies found so far (newest last). Written `<after>` or
+/// `<after> <id>,<id>,…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyCursor {
+    pub after: u64,
+    pub known: Vec<String>,
+}
+
+impl ReplyCursor {
+    /// A stored cursor; none (or an unreadable one) starts right after `root`.
+    pub fn parse(cursor: Option<&str>, root: &str) -> ReplyCursor {
+        let start = ReplyCursor {
+            after: root.parse().unwrap_or(0),
+            known: Vec::new(),
+        };
+        let Some(cursor) = cursor.map(str::trim).filter(|c| !c.is_empty()) else {
+            return start;
+        };
+        let (after, known) = cursor.split_once(' ').unwrap_or((cursor, ""));
+        let Ok(after) = after.parse::<u64>() else {
+            return start;
+        };
+        ReplyCursor {
+            after: after.max(start.after),
+            known: known
+                .split(',')
+                .filter(|id| is_snowflake(id))
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// Remember a public reply (the oldest are forgotten past the bound).
+    fn remember(&mut self, id: &str) {
+        if !self.known.iter().any(|k| k == id) {
+            self.known.push(id.to_string());
+        }
+        if self.known.len() > MAX_KNOWN_REPLIES {
+            let extra = self.known.len() - MAX_KNOWN_REPLIES;
+            self.known.drain(..extra);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        if self.known.is_empty() {
+            self.after.to_string()
+        } else {
+            format!("{} {}", self.after, self.known.join(","))
+        }
+    }
+}
+
+/// The message a channel message replies to (`message_reference` of a reply;
+/// a forward, reference type 1, answers nothing).
+fn reply_parent(message: &Value) -> Option<String> {
+    let reference = message.get("message_reference")?;
+    if reference["type"].as_u64().unwrap_or(0) != 0 {
+        return None;
+    }
+    id_of(&reference["message_id"])
+}
+
+/// A channel message as a reply: the author's username, the content, the
+/// message link.
+fn channel_reply(message: &Value, channel_id: &str, guild: Option<&str>) -> Option<FetchedReply> {
+    let id = id_of(&message["id"])?;
+    let guild = id_of(&message["guild_id"]).or_else(|| guild.map(str::to_string));
+    Some(FetchedReply {
+        url: guild.map(|g| format!("https://discord.com/channels/{g}/{channel_id}/{id}")),
+        parent_id: reply_parent(message),
+        author: message["author"]["username"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        text: message["content"].as_str().unwrap_or_default().to_string(),
+        created_at: message["timestamp"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+        remote_id: id,
+    })
+}
+
+/// The bot's create-message body answering `parent`: the post's content and
+/// images, the reference (failing if the reply is gone), only the replied
+/// user notified, and a nonce the delivery's key fixes (at most 25 characters).
+pub fn answer_body(post: &Post, parent: &str, channel_id: &str) -> Result<Value, ConnectorError> {
+    use sha2::Digest;
+    let mut body = execute_body(post)?;
+    body["allowed_mentions"] = json!({"parse": [], "replied_user": true});
+    body["message_reference"] = json!({
+        "message_id": parent,
+        "channel_id": channel_id,
+        "fail_if_not_exists": true,
+    });
+    let digest = sha2::Sha256::digest(post.idempotency_key.as_bytes());
+    body["nonce"] = json!(hex::encode(digest)[..25].to_string());
+    body["enforce_nonce"] = json!(true);
+    Ok(body)
+}
+
+/// Classify a failed bot call: a refused token means a new bot token; a
+/// channel the bot may not read, or that is gone, is refused (publishing
+/// through the webhook is not affected).
+fn classify_bot(reply: &Reply, now: DateTime<Utc>) -> ConnectorError {
+    let message = describe(reply);
+    let status = Some(reply.status);
+    match reply.status {
+        401 => ConnectorError::AuthRevoked {
+            message: format!("{message} (the bot_token was refused: give Herald a new bot token)"),
+            status,
+        },
+        403 => ConnectorError::Rejected {
+            message: format!(
+                "{message} (the bot needs View Channel, Read Message History and Send Messages in the channel)"
+            ),
+            status,
+        },
+        404 => ConnectorError::Rejected {
+            message: format!("{message} (the channel or message is gone)"),
+            status,
+        },
+        _ => classify(reply, now),
     }
 }
 
@@ -793,6 +1179,53 @@ mod tests {
             classify(&headers_only, now),
             ConnectorError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(3)
         ));
+    }
+
+    #[test]
+    fn reply_cursors_start_after_the_post_and_keep_the_newest_known_replies() {
+        let fresh = ReplyCursor::parse(None, "100");
+        assert_eq!((fresh.after, fresh.known.len()), (100, 0));
+        assert_eq!(fresh.encode(), "100");
+        let mut read = ReplyCursor::parse(Some("250 120,130"), "100");
+        assert_eq!(read.after, 250);
+        assert_eq!(read.known, vec!["120", "130"]);
+        read.remember("130");
+        read.remember("140");
+        assert_eq!(read.encode(), "250 120,130,140");
+        assert_eq!(ReplyCursor::parse(Some("junk"), "100"), fresh);
+        // A cursor behind the post (another post's) never reads before it.
+        assert_eq!(ReplyCursor::parse(Some("5"), "100").after, 100);
+        for n in 0..(MAX_KNOWN_REPLIES as u64 + 3) {
+            read.remember(&(1000 + n).to_string());
+        }
+        assert_eq!(read.known.len(), MAX_KNOWN_REPLIES);
+        assert_eq!(read.known.last().map(String::as_str), Some("1502"));
+    }
+
+    #[test]
+    fn an_answer_references_the_reply_notifies_its_author_only_and_has_a_stable_nonce() {
+        let post = Post {
+            text: "Yes. @everyone".into(),
+            idempotency_key: "delivery-key".into(),
+            ..Post::default()
+        };
+        let body = answer_body(&post, "42", "7").unwrap();
+        assert_eq!(
+            body["message_reference"],
+            json!({"message_id": "42", "channel_id": "7", "fail_if_not_exists": true})
+        );
+        assert_eq!(
+            body["allowed_mentions"],
+            json!({"parse": [], "replied_user": true})
+        );
+        assert_eq!(body["enforce_nonce"], json!(true));
+        let nonce = body["nonce"].as_str().unwrap();
+        assert_eq!(nonce.len(), 25);
+        assert_eq!(answer_body(&post, "42", "7").unwrap()["nonce"], nonce);
+        let forward = json!({"message_reference": {"type": 1, "message_id": "9"}});
+        assert_eq!(reply_parent(&forward), None);
+        let reply = json!({"message_reference": {"message_id": "9"}});
+        assert_eq!(reply_parent(&reply).as_deref(), Some("9"));
     }
 
     #[test]

@@ -17,6 +17,17 @@
 //!   A 506 "duplicate status" on publish is answered the same way.
 //! - `remote_id`: the Graph id of the post (`<page-id>_<post-id>`) or of the
 //!   comment, as Graph gives it; `DELETE /{id}` takes either.
+//! - Replies (platforms.md §5.6): `GET /{post-id}/comments?filter=stream&
+//!   order=chronological` lists every comment under the post at any depth,
+//!   flat and oldest first, with `parent{id}` on replies to comments. The
+//!   poll's cursor is Graph's `after` cursor of the last page read: handed
+//!   back, it makes Graph answer only the comments made since, wherever they
+//!   sit in the conversation (a new answer to an old comment included,
+//!   since the stream is ordered by time, not by thread). The Page's own
+//!   comments (thread parts, answers) are left out. There is no @handle:
+//!   the author is `from.name`.
+//! - Answering a comment from the follow-up queue (`answers_reply`) is a
+//!   comment on that comment: `POST /{comment-id}/comments`.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -24,6 +35,7 @@ use serde_json::Value;
 use super::graph::{self, Reply, TokenKind};
 use super::{AccountSession, Connector, ConnectorError, Post, Published};
 use super::{ConnectRequest, Connected, Credentials, OAuthApp, OAuthNetwork, TokenSet};
+use super::{FetchedReply, ReplyPage, ReplyQuery};
 use crate::config::NetworkApp;
 
 const NETWORK: &str = "Facebook";
@@ -39,6 +51,10 @@ pub const SCOPES: [&str; 5] = [
 const MAX_PAGES: usize = 5;
 /// Reconciliation looks this far before the first attempt (clock skew).
 const LOOKBACK_SECONDS: i64 = 120;
+/// Comments asked for per page when collecting replies (Graph's largest).
+const REPLY_PAGE: &str = "100";
+/// The comment fields reply collection reads (platforms.md §5.6).
+const REPLY_FIELDS: &str = "id,message,from{id,name},created_time,parent{id},permalink_url";
 
 /// Credential fields.
 pub const PAGE_ID: &str = "page_id";
@@ -208,6 +224,64 @@ impl Facebook {
     }
 }
 
+/// What a comment of `target` is made on: the thread's first post, or the
+/// comment from the public it answers.
+fn commented_object(target: &super::ReplyTarget) -> Result<&str, ConnectorError> {
+    let id = if target.answers_reply {
+        target.parent_id.as_str()
+    } else {
+        target.root_id.as_str()
+    };
+    graph_id(id)
+}
+
+/// `id` when it can stand in a Graph path (no `/`, `?`, `#`), else `Rejected`.
+fn graph_id(id: &str) -> Result<&str, ConnectorError> {
+    let id = id.trim();
+    if id.is_empty() || id.contains(['/', '?', '#']) {
+        return Err(ConnectorError::Rejected {
+            message: format!("'{id}' is not a Facebook post or comment id"),
+            status: None,
+        });
+    }
+    Ok(id)
+}
+
+/// One listed comment as a reply; `None` for the Page's own comments, for
+/// Herald's posts and for items without an id.
+fn to_reply(item: &Value, query: &ReplyQuery, page_id: &str) -> Option<FetchedReply> {
+    let id = graph::text_field(item, "id")?;
+    if query.own_ids.contains(&id) {
+        return None;
+    }
+    let from = item.get("from");
+    let from_id = from.and_then(|f| graph::text_field(f, "id"));
+    if from_id.as_deref() == Some(page_id) {
+        return None;
+    }
+    let author = from
+        .and_then(|f| graph::text_field(f, "name"))
+        .or(from_id)
+        .unwrap_or_default();
+    let parent_id = item
+        .get("parent")
+        .and_then(|p| graph::text_field(p, "id"))
+        .unwrap_or_else(|| query.root_id.clone());
+    let created_at = item
+        .get("created_time")
+        .and_then(Value::as_str)
+        .and_then(graph::parse_time)
+        .unwrap_or(query.published_at);
+    Some(FetchedReply {
+        remote_id: id,
+        parent_id: Some(parent_id),
+        author,
+        text: graph::text_field(item, "message").unwrap_or_default(),
+        created_at,
+        url: graph::text_field(item, "permalink_url"),
+    })
+}
+
 /// Whether a listed item was created at or after `since` (items without a
 /// readable time are kept: the query's `since` already filtered them).
 fn created_since(item: &Value, since: DateTime<Utc>) -> bool {
@@ -230,7 +304,10 @@ impl Connector for Facebook {
             if let Some(image) = image {
                 form.push(("attachment_url", image.url.as_str()));
             }
-            self.post_form(&auth, &format!("{}/comments", target.root_id), &form)
+            // A thread part comments on the first post; an answer from the
+            // follow-up queue comments on the comment it answers.
+            let on = commented_object(target)?;
+            self.post_form(&auth, &format!("{on}/comments"), &form)
                 .await?
         } else if let Some(image) = image {
             let mut form = vec![("url", image.url.as_str()), ("caption", post.text.as_str())];
@@ -323,6 +400,39 @@ impl Connector for Facebook {
         } else {
             Err(fail(&reply))
         }
+    }
+
+    /// Every comment under the post (at any depth) made after the cursor,
+    /// oldest first, without the Page's own. See the module documentation
+    /// for the cursor.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let auth = page_auth(account, self.base(account)).await?;
+        let path = format!("{}/comments", graph_id(&query.root_id)?);
+        let mut params = vec![
+            ("filter", "stream"),
+            ("order", "chronological"),
+            ("fields", REPLY_FIELDS),
+            ("limit", REPLY_PAGE),
+        ];
+        if let Some(after) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
+            params.push(("after", after));
+        }
+        let first = self.get(&auth.base, &auth.token, &path, &params).await?;
+        let read = graph::read_forward(&self.http, first, graph::MAX_REPLY_PAGES, fail).await?;
+        let mut replies: Vec<FetchedReply> = read
+            .items
+            .iter()
+            .filter_map(|item| to_reply(item, query, &auth.page_id))
+            .collect();
+        replies.sort_by_key(|r| r.created_at);
+        Ok(ReplyPage {
+            replies,
+            cursor: read.after,
+        })
     }
 
     // `refresh` keeps the trait's default (nothing to renew): a Page token
@@ -478,6 +588,50 @@ mod tests {
         );
         assert!(!oauth.pkce && oauth.comma_scopes && oauth.token_via_get);
         assert_eq!(oauth.scopes.len(), 5);
+    }
+
+    #[test]
+    fn comments_become_replies_without_the_pages_own() {
+        let query = ReplyQuery {
+            root_id: "1_2".into(),
+            own_ids: vec!["1_2".into(), "2_9".into()],
+            cursor: None,
+            published_at: Utc::now(),
+        };
+        let item = serde_json::json!({
+            "id": "2_5", "message": "Safe?", "from": {"id": "77", "name": "Bea"},
+            "created_time": "2026-11-25T09:00:00+0000", "permalink_url": "https://fb/x",
+        });
+        let reply = to_reply(&item, &query, "1").unwrap();
+        assert_eq!(
+            reply.parent_id.as_deref(),
+            Some("1_2"),
+            "top level: the post"
+        );
+        assert_eq!(reply.author, "Bea");
+        assert_eq!(reply.url.as_deref(), Some("https://fb/x"));
+        assert_eq!(reply.created_at.timestamp(), 1_795_597_200);
+        let nested = serde_json::json!({"id": "2_6", "parent": {"id": "2_5"}, "from": {"id": "78", "name": "Carl"}});
+        assert_eq!(
+            to_reply(&nested, &query, "1").unwrap().parent_id.as_deref(),
+            Some("2_5")
+        );
+        let by_page = serde_json::json!({"id": "2_7", "from": {"id": "1", "name": "Kettle"}});
+        assert!(to_reply(&by_page, &query, "1").is_none());
+        let own = serde_json::json!({"id": "2_9"});
+        assert!(to_reply(&own, &query, "1").is_none());
+        let target = super::super::ReplyTarget {
+            root_id: "1_2".into(),
+            parent_id: "2_5".into(),
+            answers_reply: true,
+        };
+        assert_eq!(commented_object(&target).unwrap(), "2_5");
+        let part = super::super::ReplyTarget {
+            answers_reply: false,
+            ..target
+        };
+        assert_eq!(commented_object(&part).unwrap(), "1_2");
+        assert_eq!(graph_id("a/b").unwrap_err().class(), "rejected");
     }
 
     #[test]

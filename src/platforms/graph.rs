@@ -7,10 +7,17 @@
 //!
 //! Meta throttles with HTTP 400 or 403, not 429: the class comes from
 //! `error.code`, never from the status alone.
+//!
+//! Reply collection shares the list helpers: [`Paging`] (a page's `after`
+//! cursor and `next` link, Threads included), [`read_forward`] (a list read
+//! from a cursor, page after page, within [`MAX_REPLY_PAGES`]) and [`Seen`]
+//! (what earlier polls returned of a list that has no "newer than" filter).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connector::{self, answered, id_text, send_call};
@@ -289,6 +296,126 @@ pub async fn walk_pages(
     Ok(())
 }
 
+/// Requests one reply poll may make before it returns what it has, with a
+/// cursor that resumes there (DESIGN: at most about ten pages per poll).
+pub const MAX_REPLY_PAGES: usize = 10;
+
+/// Where a Graph list page says the list goes on: `paging.cursors.after`
+/// (the position after its last item) and `paging.next` (the ready-made URL
+/// of the next page, present only when Graph has more).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Paging {
+    pub after: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Paging {
+    pub fn of(body: &Value) -> Paging {
+        let text = |pointer: &str| {
+            body.pointer(pointer)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Paging {
+            after: text("/paging/cursors/after"),
+            next: text("/paging/next"),
+        }
+    }
+}
+
+/// A list read forward from a cursor, page after page.
+#[derive(Debug, Clone, Default)]
+pub struct Forward {
+    /// Every item, in the order Graph gave them.
+    pub items: Vec<Value>,
+    /// The `after` cursor of the last page that had items: handed back, it
+    /// makes Graph answer only what comes after them. `None` when no page
+    /// had items (the caller keeps its cursor).
+    pub after: Option<String>,
+    /// The page budget ran out while Graph still had pages.
+    pub more: bool,
+}
+
+/// Read a list forward from its first answer `reply` through `paging.next`,
+/// at most `max_pages` answers (the first included). A failed page is
+/// classified by `fail`; what was read before it is dropped, so the caller's
+/// cursor does not move past anything it did not get.
+pub async fn read_forward(
+    http: &reqwest::Client,
+    mut reply: Reply,
+    max_pages: usize,
+    fail: impl Fn(&Reply) -> ConnectorError,
+) -> Result<Forward, ConnectorError> {
+    let mut out = Forward::default();
+    for page in 0..max_pages.max(1) {
+        if !reply.ok() {
+            return Err(fail(&reply));
+        }
+        let items = reply
+            .body
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let paging = Paging::of(&reply.body);
+        if items.is_empty() {
+            return Ok(out);
+        }
+        out.items.extend(items);
+        if paging.after.is_some() {
+            out.after = paging.after;
+        }
+        let Some(next) = paging.next else {
+            return Ok(out);
+        };
+        if page + 1 == max_pages.max(1) {
+            out.more = true;
+            return Ok(out);
+        }
+        // `paging.next` already carries the token and every parameter.
+        reply = send(http.get(next), false).await?;
+    }
+    Ok(out)
+}
+
+/// What reply polls have already returned of a list that cannot be asked
+/// for "only what is newer" (Instagram's comments, LinkedIn's): items
+/// older than `since` were all returned, and `ids` are those at or after it
+/// already returned, with their time. Times are in the list's own unit
+/// (seconds, milliseconds). Kept in a poll's cursor (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ids: BTreeMap<String, i64>,
+}
+
+impl Seen {
+    /// Whether the item `id` made at `at` was not returned yet.
+    pub fn is_new(&self, id: &str, at: i64) -> bool {
+        self.since.is_none_or(|since| at >= since) && !self.ids.contains_key(id)
+    }
+
+    /// Remember that the item `id` made at `at` was returned.
+    pub fn note(&mut self, id: &str, at: i64) {
+        self.ids.insert(id.to_string(), at);
+    }
+
+    /// Every item up to the newest noted one has now been returned: move
+    /// `since` to it and forget the ids before it (the ones at it stay, as
+    /// another item may share its time).
+    pub fn settle(&mut self) {
+        let Some(newest) = self.ids.values().copied().max() else {
+            return;
+        };
+        let since = self.since.map_or(newest, |s| s.max(newest));
+        self.since = Some(since);
+        self.ids.retain(|_, at| *at >= since);
+    }
+}
+
 /// The app's client id and secret, or `Rejected` naming `network`'s app.
 pub fn app_client<'a>(
     app: &'a NetworkApp,
@@ -539,6 +666,43 @@ mod tests {
         assert_eq!(parse_time("2026-11-25T09:00:00Z"), Some(t));
         assert_eq!(parse_time("2026-11-25T10:00:00+01:00"), Some(t));
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn seen_lists_return_each_item_once_across_polls() {
+        let mut seen = Seen::default();
+        assert!(seen.is_new("a", 10), "nothing returned yet");
+        seen.note("a", 10);
+        seen.note("b", 12);
+        seen.note("c", 12);
+        assert!(!seen.is_new("a", 10));
+        seen.settle();
+        assert_eq!(seen.since, Some(12));
+        assert_eq!(seen.ids.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert!(!seen.is_new("a", 10), "older than the newest returned");
+        assert!(!seen.is_new("b", 12));
+        assert!(seen.is_new("d", 12), "same time, not returned yet");
+        assert!(seen.is_new("e", 13));
+        // Settling with nothing new changes nothing.
+        let before = seen.clone();
+        seen.settle();
+        assert_eq!(seen, before);
+        let json = serde_json::to_string(&seen).unwrap();
+        assert_eq!(serde_json::from_str::<Seen>(&json).unwrap(), seen);
+        assert_eq!(serde_json::to_string(&Seen::default()).unwrap(), "{}");
+    }
+
+    #[test]
+    fn paging_reads_the_after_cursor_and_the_next_page() {
+        let body = json!({"data": [], "paging": {"cursors": {"before": "QQ", "after": "Wg"}, "next": "https://graph/x?after=Wg"}});
+        assert_eq!(
+            Paging::of(&body),
+            Paging {
+                after: Some("Wg".into()),
+                next: Some("https://graph/x?after=Wg".into())
+            }
+        );
+        assert_eq!(Paging::of(&json!({"data": []})), Paging::default());
     }
 
     #[test]

@@ -22,15 +22,33 @@
 //! - `remote_id`: a published media id as Graph gives it (digits); a comment
 //!   is `comment:<comment-id>`, so `delete` can tell them apart: the API
 //!   cannot delete published media, but a comment can be deleted.
+//! - Replies (platforms.md §6.6): `GET /{media-id}/comments` with
+//!   `fields=…,replies{…}` (each comment with its first replies), then
+//!   `GET /{comment-id}/replies` for the rest of a long thread. The list
+//!   has no "newer than" parameter and its order is not documented, so a
+//!   poll first reads the media's `comments_count` (comments and replies):
+//!   unchanged since the last poll, nothing more is read; grown by `n`, the
+//!   comments are walked until `n` new ones are found (or the list ends), a
+//!   new reply to an old comment included. The cursor (JSON) keeps that
+//!   count, what was already returned ([`graph::Seen`]), and where an
+//!   unfinished walk resumes. Instagram threads are one level deep: a reply's
+//!   parent is its comment. Comments have no address of their own in the
+//!   API: a reply's `url` is the media's permalink.
+//! - Answering a comment from the follow-up queue (`answers_reply`):
+//!   `POST /{ig-comment-id}/replies` on that comment, or on the comment it
+//!   belongs to when it is itself a reply (`parent_id`).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::graph::{self, Reply, TokenKind};
+use super::graph::{self, Reply, Seen, TokenKind};
 use super::{AccountSession, Connector, ConnectorError, Post, Published};
 use super::{ConnectRequest, Connected, Credentials, OAuthApp, OAuthNetwork, TokenSet};
+use super::{FetchedReply, ReplyPage, ReplyQuery, ReplyTarget};
 use crate::config::NetworkApp;
 
 const NETWORK: &str = "Instagram";
@@ -53,6 +71,11 @@ const LOOKBACK_SECONDS: i64 = 120;
 const MAX_PAGES: usize = 5;
 /// Prefix of a comment's `remote_id`.
 pub const COMMENT_PREFIX: &str = "comment:";
+/// Comments (and replies) asked for per page when collecting replies.
+const REPLY_PAGE: &str = "50";
+/// The fields of a comment, and of its first replies, read when collecting replies.
+const THREAD_FIELDS: &str =
+    "id,text,timestamp,username,from,parent_id,replies{id,text,timestamp,username,from,parent_id}";
 
 /// Credential fields.
 pub const IG_USER_ID: &str = "ig_user_id";
@@ -444,43 +467,14 @@ impl Instagram {
     /// attempt; or the account's comment with that text on the reply target.
     async fn find(&self, auth: &Auth, post: &Post) -> Result<Option<Published>, ConnectorError> {
         let since = post.first_attempt_at - chrono::Duration::seconds(LOOKBACK_SECONDS);
-        let recent = |item: &Value| {
-            item.get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(graph::parse_time)
-                .is_none_or(|t| t >= since)
-        };
         let mut found: Option<String> = None;
         if let Some(target) = &post.reply_to {
             let RemoteId::Media(media) = RemoteId::parse(&target.root_id) else {
                 return Ok(None);
             };
-            self.list(
-                auth,
-                &format!("{media}/comments"),
-                &[
-                    ("fields", "id,text,timestamp,from,username"),
-                    ("limit", "50"),
-                ],
-                |item| {
-                    let text = item.get("text").and_then(Value::as_str).unwrap_or("");
-                    let mine = item
-                        .pointer("/from/id")
-                        .and_then(Value::as_str)
-                        .is_none_or(|id| id == auth.user_id);
-                    if mine && recent(item) && graph::same_text(text, &post.text) {
-                        found = graph::text_field(item, "id");
-                        return found.is_some();
-                    }
-                    false
-                },
-            )
-            .await?;
-            return Ok(found.map(|id| Published {
-                remote_id: format!("{COMMENT_PREFIX}{id}"),
-                remote_url: None,
-                pause_until: None,
-            }));
+            return self
+                .find_comment(auth, &format!("{media}/comments"), post)
+                .await;
         }
         self.list(
             auth,
@@ -513,6 +507,52 @@ impl Instagram {
         Ok(Some(Published {
             remote_id: id,
             remote_url,
+            pause_until: None,
+        }))
+    }
+}
+
+impl Instagram {
+    /// The account's comment carrying `post.text` made since the first
+    /// attempt, in the list at `path` (a media's comments or a comment's
+    /// replies).
+    async fn find_comment(
+        &self,
+        auth: &Auth,
+        path: &str,
+        post: &Post,
+    ) -> Result<Option<Published>, ConnectorError> {
+        let since = post.first_attempt_at - chrono::Duration::seconds(LOOKBACK_SECONDS);
+        let mut found: Option<String> = None;
+        self.list(
+            auth,
+            path,
+            &[
+                ("fields", "id,text,timestamp,from,username"),
+                ("limit", "50"),
+            ],
+            |item| {
+                let text = item.get("text").and_then(Value::as_str).unwrap_or("");
+                let mine = item
+                    .pointer("/from/id")
+                    .and_then(Value::as_str)
+                    .is_none_or(|id| id == auth.user_id);
+                let recent = item
+                    .get("timestamp")
+                    .and_then(Value::as_str)
+                    .and_then(graph::parse_time)
+                    .is_none_or(|t| t >= since);
+                if mine && recent && graph::same_text(text, &post.text) {
+                    found = graph::text_field(item, "id");
+                    return found.is_some();
+                }
+                false
+            },
+        )
+        .await?;
+        Ok(found.map(|id| Published {
+            remote_id: format!("{COMMENT_PREFIX}{id}"),
+            remote_url: None,
             pause_until: None,
         }))
     }
@@ -642,6 +682,13 @@ impl Connector for Instagram {
         post: &Post,
     ) -> Result<Option<Published>, ConnectorError> {
         let auth = self.auth(account).await?;
+        if let Some(target) = post.reply_to.as_ref().filter(|t| t.answers_reply) {
+            // An answer is among the replies of the comment it went under.
+            let thread = self.thread_of(account, &target.parent_id).await?;
+            return self
+                .find_comment(&auth, &format!("{thread}/replies"), post)
+                .await;
+        }
         self.find(&auth, post).await
     }
 
@@ -691,6 +738,16 @@ impl Connector for Instagram {
         }
     }
 
+    /// New comments and replies on the media, oldest first, without the
+    /// account's own. See the module documentation for the cursor.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        self.poll(account, query).await
+    }
+
     /// Renew the long-lived token (`ig_refresh_token`) under the credentials
     /// lock. A token younger than 24 h cannot be refreshed: its current
     /// expiry is returned without calling. An expired token cannot be
@@ -720,21 +777,29 @@ impl Connector for Instagram {
 }
 
 impl Instagram {
-    /// A comment on the target media (or a reply to a comment).
+    /// A comment on the target media (or a reply to a comment); an answer
+    /// from the follow-up queue is a reply to the comment it answers.
     async fn comment(
         &self,
         account: &AccountSession,
         post: &Post,
-        target: &super::ReplyTarget,
+        target: &ReplyTarget,
     ) -> Result<Published, ConnectorError> {
-        let path = match RemoteId::parse(&target.root_id) {
-            RemoteId::Media(media) if !invalid_id(media) => format!("{media}/comments"),
-            RemoteId::Comment(comment) if !invalid_id(comment) => format!("{comment}/replies"),
-            _ => {
-                return Err(ConnectorError::Rejected {
-                    message: format!("'{}' is not an Instagram media id", target.root_id),
-                    status: None,
-                })
+        let path = if target.answers_reply {
+            let comment = self.thread_of(account, &target.parent_id).await?;
+            format!("{comment}/replies")
+        } else {
+            match RemoteId::parse(&target.root_id) {
+                RemoteId::Media(media) if !invalid_id(media) => format!("{media}/comments"),
+                RemoteId::Comment(comment) if !invalid_id(comment) => {
+                    format!("{comment}/replies")
+                }
+                _ => {
+                    return Err(ConnectorError::Rejected {
+                        message: format!("'{}' is not an Instagram media id", target.root_id),
+                        status: None,
+                    })
+                }
             }
         };
         let body = json!({ "message": post.text });
@@ -757,6 +822,296 @@ impl Instagram {
             remote_url: None,
             pause_until: reply.usage.pause_until(Utc::now()),
         })
+    }
+}
+
+impl Instagram {
+    /// The comment a reply to `comment_id` goes under: the comment itself,
+    /// or, when it is a reply, the comment it belongs to (threads are one
+    /// level deep). One read of its `parent_id`.
+    async fn thread_of(
+        &self,
+        account: &AccountSession,
+        comment_id: &str,
+    ) -> Result<String, ConnectorError> {
+        let id = comment_id
+            .strip_prefix(COMMENT_PREFIX)
+            .unwrap_or(comment_id);
+        if invalid_id(id) {
+            return Err(ConnectorError::Rejected {
+                message: format!("'{comment_id}' is not an Instagram comment id"),
+                status: None,
+            });
+        }
+        let (reply, _) = self
+            .with_token(account, |a| async move {
+                self.get(&a, id, &[("fields", "id,parent_id")]).await
+            })
+            .await?;
+        if !reply.ok() {
+            return Err(fail(&reply));
+        }
+        Ok(reply.str("parent_id").unwrap_or_else(|| id.to_string()))
+    }
+
+    /// One poll of the replies to `query.root_id`; see the module
+    /// documentation.
+    async fn poll(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let media = match RemoteId::parse(&query.root_id) {
+            RemoteId::Media(media) if !invalid_id(media) => media.to_string(),
+            _ => {
+                return Err(ConnectorError::Rejected {
+                    message: format!("'{}' is not an Instagram media id", query.root_id),
+                    status: None,
+                })
+            }
+        };
+        let before = query
+            .cursor
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<PollCursor>(c).ok())
+            .unwrap_or_default();
+        let (reply, auth) = self
+            .with_token(account, |a| {
+                let media = media.clone();
+                async move {
+                    self.get(&a, &media, &[("fields", "comments_count,permalink")])
+                        .await
+                }
+            })
+            .await?;
+        if !reply.ok() {
+            return Err(fail(&reply));
+        }
+        let total = reply.body.get("comments_count").and_then(Value::as_u64);
+        if total.is_some() && total == before.count && before.resume.is_none() {
+            return Ok(ReplyPage::default());
+        }
+        let own_name = account
+            .credentials
+            .lock()
+            .await
+            .get(USERNAME)
+            .map(str::to_string);
+        let mut walk = Walk {
+            query,
+            seen: before.seen.clone(),
+            expected: total.map(|t| t.saturating_sub(before.count.unwrap_or(0))),
+            found: 0,
+            picked: HashSet::new(),
+            replies: Vec::new(),
+            url: reply.str("permalink"),
+            own_id: auth.user_id.clone(),
+            own_name,
+        };
+        let mut budget = graph::MAX_REPLY_PAGES - 1;
+        let mut after = before.resume.clone();
+        let from_top = after.is_none();
+        let path = format!("{media}/comments");
+        let ended = loop {
+            if budget == 0 {
+                break false;
+            }
+            budget -= 1;
+            let mut params = vec![("fields", THREAD_FIELDS), ("limit", REPLY_PAGE)];
+            if let Some(cursor) = after.as_deref() {
+                params.push(("after", cursor));
+            }
+            let page = self.get(&auth, &path, &params).await?;
+            if !page.ok() {
+                return Err(fail(&page));
+            }
+            let items = page
+                .body
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut cut = false;
+            for item in &items {
+                let Some(id) = graph::text_field(item, "id") else {
+                    continue;
+                };
+                walk.consider(item, None);
+                let thread = item.get("replies");
+                for reply in thread
+                    .and_then(|r| r.get("data"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    walk.consider(reply, Some(&id));
+                }
+                // A long thread goes on at `/{comment}/replies`.
+                let mut next = thread.map(graph::Paging::of).and_then(|p| p.next);
+                while let Some(url) = next.take() {
+                    if budget == 0 {
+                        cut = true;
+                        break;
+                    }
+                    budget -= 1;
+                    let more = graph::send(self.http.get(url), false).await?;
+                    if !more.ok() {
+                        return Err(fail(&more));
+                    }
+                    for reply in more
+                        .body
+                        .get("data")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        walk.consider(reply, Some(&id));
+                    }
+                    next = graph::Paging::of(&more.body).next;
+                }
+                if cut {
+                    break;
+                }
+            }
+            if cut {
+                // Read this page again next time (what was found is in `seen`).
+                break false;
+            }
+            if walk.accounted() {
+                break true;
+            }
+            let paging = graph::Paging::of(&page.body);
+            match (paging.next, paging.after) {
+                (Some(_), Some(cursor)) if !items.is_empty() => after = Some(cursor),
+                _ => break true,
+            }
+        };
+        let mut seen = walk.seen.clone();
+        let count = before.count.unwrap_or(0) + walk.found;
+        let cursor = if ended && (from_top || walk.accounted()) {
+            // Everything new was found: the next poll starts afresh.
+            seen.settle();
+            PollCursor {
+                count: total.or(Some(count)),
+                seen,
+                resume: None,
+            }
+        } else {
+            // Part of the list is left: the next poll goes on from there
+            // (or starts over from the top when the end was reached).
+            PollCursor {
+                count: Some(count),
+                seen,
+                resume: if ended { None } else { after },
+            }
+        };
+        let mut replies = walk.replies;
+        // Timestamps are to the second: Graph ids, which grow, break ties.
+        replies.sort_by(|a, b| {
+            (a.created_at, a.remote_id.len(), &a.remote_id).cmp(&(
+                b.created_at,
+                b.remote_id.len(),
+                &b.remote_id,
+            ))
+        });
+        Ok(ReplyPage {
+            replies,
+            cursor: serde_json::to_string(&cursor).ok(),
+        })
+    }
+}
+
+/// The cursor of Instagram reply polls (stored as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct PollCursor {
+    /// `comments_count` once every comment it counts was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    /// What was already returned.
+    #[serde(default)]
+    seen: Seen,
+    /// The `after` cursor where an unfinished walk goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resume: Option<String>,
+}
+
+/// One walk through a media's comments.
+struct Walk<'a> {
+    query: &'a ReplyQuery,
+    seen: Seen,
+    /// New comments and replies `comments_count` says there are.
+    expected: Option<u64>,
+    /// New ones met so far (the account's own included: they are counted).
+    found: u64,
+    /// Ids met in this walk (a page read twice counts once).
+    picked: HashSet<String>,
+    replies: Vec<FetchedReply>,
+    /// The media's permalink.
+    url: Option<String>,
+    own_id: String,
+    own_name: Option<String>,
+}
+
+impl Walk<'_> {
+    /// Take a comment (`parent`: `None`) or a reply if it is new.
+    fn consider(&mut self, item: &Value, parent: Option<&str>) {
+        let Some(id) = graph::text_field(item, "id") else {
+            return;
+        };
+        let created_at = item
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(graph::parse_time)
+            .unwrap_or(self.query.published_at);
+        let at = created_at.timestamp();
+        if !self.seen.is_new(&id, at) || !self.picked.insert(id.clone()) {
+            return;
+        }
+        self.seen.note(&id, at);
+        self.found += 1;
+        let from_id = item.get("from").and_then(|f| graph::text_field(f, "id"));
+        let username = graph::text_field(item, "username").or_else(|| {
+            item.get("from")
+                .and_then(|f| graph::text_field(f, "username"))
+        });
+        let own = from_id.as_deref() == Some(self.own_id.as_str())
+            || (username.is_some() && username == self.own_name)
+            || self
+                .query
+                .own_ids
+                .iter()
+                .any(|own| own.strip_prefix(COMMENT_PREFIX).unwrap_or(own) == id);
+        if own {
+            return;
+        }
+        // A reply to one of Herald's comments names it as Herald does.
+        let parent_id = match parent
+            .map(str::to_string)
+            .or_else(|| graph::text_field(item, "parent_id"))
+        {
+            Some(comment) => {
+                let ours = format!("{COMMENT_PREFIX}{comment}");
+                if self.query.own_ids.contains(&ours) {
+                    ours
+                } else {
+                    comment
+                }
+            }
+            None => self.query.root_id.clone(),
+        };
+        self.replies.push(FetchedReply {
+            remote_id: id,
+            parent_id: Some(parent_id),
+            author: username.unwrap_or_default(),
+            text: graph::text_field(item, "text").unwrap_or_default(),
+            created_at,
+            url: self.url.clone(),
+        });
+    }
+
+    /// Every new comment `comments_count` announced was met.
+    fn accounted(&self) -> bool {
+        self.expected.is_some_and(|e| self.found >= e)
     }
 }
 
@@ -856,6 +1211,59 @@ mod tests {
             RemoteId::Media("17895695668004550")
         );
         assert_eq!(RemoteId::parse("comment:1790"), RemoteId::Comment("1790"));
+    }
+
+    #[test]
+    fn a_walk_counts_every_new_comment_and_returns_the_publics_only() {
+        let query = ReplyQuery {
+            root_id: "100".into(),
+            own_ids: vec!["100".into(), "comment:200".into()],
+            cursor: None,
+            published_at: Utc::now(),
+        };
+        let mut walk = Walk {
+            query: &query,
+            seen: Seen::default(),
+            expected: Some(3),
+            found: 0,
+            picked: HashSet::new(),
+            replies: Vec::new(),
+            url: Some("https://www.instagram.com/p/x/".into()),
+            own_id: "9".into(),
+            own_name: Some("kettleco".into()),
+        };
+        let at = "2026-11-25T09:00:00+0000";
+        walk.consider(
+            &json!({"id": "200", "text": "Lot 42", "timestamp": at, "from": {"id": "9"}}),
+            None,
+        );
+        walk.consider(
+            &json!({"id": "201", "text": "Thanks", "timestamp": at, "username": "bea"}),
+            Some("200"),
+        );
+        assert!(!walk.accounted());
+        walk.consider(
+            &json!({"id": "201", "text": "Thanks", "timestamp": at, "username": "bea"}),
+            Some("200"),
+        );
+        walk.consider(
+            &json!({"id": "202", "text": "Hi", "timestamp": at, "username": "carl"}),
+            None,
+        );
+        assert!(walk.accounted(), "the account's own comment counts too");
+        let rows: Vec<(&str, Option<&str>)> = walk
+            .replies
+            .iter()
+            .map(|r| (r.remote_id.as_str(), r.parent_id.as_deref()))
+            .collect();
+        assert_eq!(rows, [("201", Some("comment:200")), ("202", Some("100"))]);
+        let cursor = PollCursor {
+            count: Some(3),
+            seen: walk.seen.clone(),
+            resume: None,
+        };
+        let json = serde_json::to_string(&cursor).unwrap();
+        assert_eq!(serde_json::from_str::<PollCursor>(&json).unwrap(), cursor);
     }
 
     #[test]

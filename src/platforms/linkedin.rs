@@ -18,6 +18,29 @@
 //! post, and `urn:li:comment:(<post urn>,<comment id>)` for a comment (a
 //! later part of a thread): deleting a comment needs its post URN.
 //!
+//! Replies (platforms.md §4.6): comments are read with
+//! `GET /rest/socialActions/{post urn}/comments?start&count` (a post's
+//! first-level comments) and `GET /rest/socialActions/{comment urn}/comments`
+//! (a comment's replies; threads are two levels deep), both paged by offset
+//! and, as far as Herald relies on it, oldest first. Neither can be asked
+//! for "only what is newer", so a poll first reads the post's
+//! `commentsSummary` (`GET /rest/socialActions/{post urn}`): when neither
+//! the first-level count nor the count of replies to comments moved, nothing
+//! else is read. New first-level comments are read from the last offset (a
+//! few places earlier, so a deleted comment does not make one skipped); when
+//! replies to comments grew, the first-level comments are walked again and
+//! the replies of each comment whose own `commentsSummary` grew are read from
+//! their last offset: a new reply to an old comment is found. The cursor
+//! (JSON) keeps the counts, the offsets and what each list already returned.
+//! The author is the actor URN (LinkedIn has no handle). Reading needs
+//! `r_organization_social` (organization posts) or the restricted
+//! `r_member_social` (member posts): without it LinkedIn answers 403.
+//!
+//! Answering a comment from the follow-up queue (`answers_reply`) is a reply
+//! to it: `POST /rest/socialActions/{comment urn}/comments` with
+//! `parentComment`; when the comment is itself a reply (read with
+//! `GET …/comments/{id}`), the answer goes under its first-level comment.
+//!
 //! Duplicates: LinkedIn has no idempotency key, but refuses identical
 //! content with 422 "Content is a duplicate of urn:li:share:…". After an
 //! unknown outcome, reconciliation lists the author's recent posts and
@@ -25,15 +48,19 @@
 //! need the restricted `r_member_social`), it sends the post again before
 //! the deadline: a 201 is the first copy, a duplicate answer names it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::connector::{answered, clip, retry_after_seconds, send_call, RawAnswer};
+use super::graph::{Seen, MAX_REPLY_PAGES};
 use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published, ReplyTarget};
 use super::{ConnectRequest, Connected, OAuthApp, OAuthNetwork, TokenSet};
+use super::{FetchedReply, ReplyPage, ReplyQuery};
 use crate::config::NetworkApp;
 
 /// Credential fields.
@@ -54,6 +81,9 @@ const COMMENT_PAGE: usize = 100;
 const MAX_COMMENT_PAGES: usize = 10;
 /// Longest server message quoted in an error.
 const MAX_MESSAGE: usize = 300;
+/// A reply poll re-reads this many places before a list's last offset, so
+/// that comments deleted in between do not make new ones skipped.
+const OVERLAP: usize = 5;
 const PUBLIC_BASE: &str = "https://www.linkedin.com";
 
 const NO_REFRESH: &str =
@@ -547,12 +577,20 @@ impl Linkedin {
         target: &ReplyTarget,
     ) -> Result<Option<Published>, ConnectorError> {
         let root = post_urn_of(&target.root_id).to_string();
+        // A thread part is a comment on the post; an answer, a reply to the
+        // comment it answers (or to that comment's first-level comment).
+        let list_on = if target.answers_reply {
+            self.thread_of(account, base, auth, &target.parent_id)
+                .await?
+        } else {
+            root.clone()
+        };
         let cutoff = (post.first_attempt_at - LOOKUP_MARGIN).timestamp_millis();
-        for page in 0..MAX_COMMENT_PAGES {
+        let mut start = 0;
+        for _ in 0..MAX_COMMENT_PAGES {
             let url = format!(
-                "{base}/rest/socialActions/{}/comments?start={}&count={COMMENT_PAGE}",
-                encode(&root),
-                page * COMMENT_PAGE
+                "{base}/rest/socialActions/{}/comments?start={start}&count={COMMENT_PAGE}",
+                encode(&list_on),
             );
             let reply = self
                 .call(account, auth, false, |t| self.rest(self.http.get(&url), t))
@@ -589,15 +627,271 @@ impl Linkedin {
                     }
                 }
             }
-            let total = reply.body["paging"]["total"].as_u64().map(|t| t as usize);
-            let seen = page * COMMENT_PAGE + elements.len();
-            if elements.len() < COMMENT_PAGE || total.is_some_and(|t| seen >= t) {
+            start += elements.len();
+            if last_page(&reply.body, elements.len(), start) {
                 return Ok(None);
             }
         }
         Err(ConnectorError::Unknown {
             message: "the post has too many comments to look through".into(),
         })
+    }
+
+    /// An answer from the follow-up queue: a reply to the comment
+    /// `target.parent_id` (or to its first-level comment), on the post
+    /// `target.root_id`.
+    async fn answer(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        auth: &mut Auth,
+        target: &ReplyTarget,
+        text: &str,
+    ) -> Result<Published, ConnectorError> {
+        let root = post_urn_of(&target.root_id).to_string();
+        let parent = self
+            .thread_of(account, base, auth, &target.parent_id)
+            .await?;
+        let url = format!("{base}/rest/socialActions/{}/comments", encode(&parent));
+        let body = json!({
+            "actor": auth.author,
+            "object": root,
+            "parentComment": parent,
+            "message": {"text": text},
+        });
+        let reply = self
+            .call(account, auth, true, |t| {
+                self.rest(self.http.post(&url), t).json(&body)
+            })
+            .await?;
+        if !matches!(reply.status, 200 | 201) {
+            return Err(classify(&reply, Utc::now(), true));
+        }
+        let id = reply.comment_id().ok_or_else(|| ConnectorError::Unknown {
+            message: "LinkedIn accepted the reply but sent no comment id".into(),
+        })?;
+        Ok(published_comment(&root, &id))
+    }
+
+    /// The first-level comment a reply to `comment` goes under: `comment`
+    /// itself, or its `parentComment` when it is a reply (threads are two
+    /// levels deep). One read of the comment.
+    async fn thread_of(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        auth: &mut Auth,
+        comment: &str,
+    ) -> Result<String, ConnectorError> {
+        let Some((post, id)) = parse_comment_urn(comment) else {
+            return Err(ConnectorError::Rejected {
+                message: format!("'{comment}' is not a LinkedIn comment URN"),
+                status: None,
+            });
+        };
+        let url = format!(
+            "{base}/rest/socialActions/{}/comments/{}",
+            encode(post),
+            encode(id)
+        );
+        let reply = self
+            .call(account, auth, false, |t| self.rest(self.http.get(&url), t))
+            .await?;
+        if reply.status == 404 {
+            return Err(ConnectorError::Rejected {
+                message: format!("the LinkedIn comment {comment} no longer exists"),
+                status: Some(404),
+            });
+        }
+        if reply.status != 200 {
+            return Err(classify(&reply, Utc::now(), false));
+        }
+        Ok(reply.body["parentComment"]
+            .as_str()
+            .filter(|p| parse_comment_urn(p).is_some())
+            .unwrap_or(comment)
+            .to_string())
+    }
+
+    /// A `GET` of comments, with the token renewed if it expired; any other
+    /// answer than 200 is an error.
+    async fn read(
+        &self,
+        account: &AccountSession,
+        auth: &mut Auth,
+        url: &str,
+    ) -> Result<Reply, ConnectorError> {
+        let reply = self
+            .call(account, auth, false, |t| self.rest(self.http.get(url), t))
+            .await?;
+        if reply.status != 200 {
+            return Err(classify(&reply, Utc::now(), false));
+        }
+        Ok(reply)
+    }
+
+    /// One poll of the replies to `query.root_id`; see the module
+    /// documentation.
+    async fn poll(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let base = self.base(account);
+        let mut auth = self.auth(account).await?;
+        let root = post_urn_of(&query.root_id).to_string();
+        if !root.starts_with("urn:li:") {
+            return Err(ConnectorError::Rejected {
+                message: format!("'{}' is not a LinkedIn post URN", query.root_id),
+                status: None,
+            });
+        }
+        let before = query
+            .cursor
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<PollCursor>(c).ok())
+            .unwrap_or_default();
+        let summary = self
+            .read(
+                account,
+                &mut auth,
+                &format!("{base}/rest/socialActions/{}", encode(&root)),
+            )
+            .await?;
+        let counts = &summary.body["commentsSummary"];
+        let first = counts["totalFirstLevelComments"].as_u64();
+        let deep = match (first, counts["aggregatedTotalComments"].as_u64()) {
+            (Some(f), Some(all)) => Some(all.saturating_sub(f)),
+            _ => None,
+        };
+        let scan = before.scan.is_some() || deep.is_none() || deep != before.deep;
+        if !scan && first.is_some() && first == before.first {
+            return Ok(ReplyPage::default());
+        }
+        let mut poll = Poll {
+            query,
+            root: root.clone(),
+            author: auth.author.clone(),
+            cursor: before.clone(),
+            budget: MAX_REPLY_PAGES - 1,
+            replies: Vec::new(),
+        };
+        let mut index = match before.scan {
+            Some(at) if scan => at,
+            _ if scan => 0,
+            _ => before.top.n.saturating_sub(OVERLAP),
+        };
+        // Set again below if this scan does not finish either.
+        poll.cursor.scan = None;
+        // Walk the first-level comments; while scanning, read the replies
+        // of those whose own count grew.
+        let finished = 'walk: loop {
+            if poll.budget == 0 {
+                break false;
+            }
+            poll.budget -= 1;
+            let url = format!(
+                "{base}/rest/socialActions/{}/comments?start={index}&count={COMMENT_PAGE}",
+                encode(&root)
+            );
+            let page = self.read(account, &mut auth, &url).await?;
+            let elements = page.body["elements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for (k, element) in elements.iter().enumerate() {
+                let Some(comment) = poll.take(element) else {
+                    continue;
+                };
+                if scan {
+                    let replies = element["commentsSummary"]["aggregatedTotalComments"]
+                        .as_u64()
+                        .or(element["commentsSummary"]["totalFirstLevelComments"].as_u64());
+                    let known = poll.cursor.nested.get(&comment.id).map_or(0, |l| l.n);
+                    if replies.is_none_or(|r| r as usize != known) {
+                        let done = self
+                            .read_thread(account, &base, &mut auth, &mut poll, &comment)
+                            .await?;
+                        if !done {
+                            poll.cursor.scan = Some(index + k);
+                            break 'walk false;
+                        }
+                    }
+                }
+            }
+            index += elements.len();
+            poll.cursor.top.n = poll.cursor.top.n.max(index);
+            poll.cursor.top.seen.settle();
+            if last_page(&page.body, elements.len(), index) {
+                break true;
+            }
+        };
+        if finished {
+            poll.cursor.first = first;
+            if scan {
+                poll.cursor.deep = deep;
+                poll.cursor.scan = None;
+            }
+        } else if scan && poll.cursor.scan.is_none() {
+            poll.cursor.scan = Some(index);
+        }
+        let mut replies = poll.replies;
+        // Times are to the millisecond: comment ids, which grow, break ties.
+        let key = |r: &FetchedReply| {
+            let id = parse_comment_urn(&r.remote_id).map_or("", |(_, id)| id);
+            (r.created_at, id.len(), id.to_string())
+        };
+        replies.sort_by_key(key);
+        Ok(ReplyPage {
+            replies,
+            cursor: serde_json::to_string(&poll.cursor).ok(),
+        })
+    }
+
+    /// Read the replies to the first-level `comment` from its last offset.
+    /// `false` when the page budget ran out first (what was read is kept).
+    async fn read_thread(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        auth: &mut Auth,
+        poll: &mut Poll<'_>,
+        comment: &Listed,
+    ) -> Result<bool, ConnectorError> {
+        let mut list = poll.cursor.nested.remove(&comment.id).unwrap_or_default();
+        let mut start = list.n.saturating_sub(OVERLAP);
+        let done = loop {
+            if poll.budget == 0 {
+                break false;
+            }
+            poll.budget -= 1;
+            let url = format!(
+                "{base}/rest/socialActions/{}/comments?start={start}&count={COMMENT_PAGE}",
+                encode(&comment.urn)
+            );
+            let page = match self.read(account, auth, &url).await {
+                Ok(page) => page,
+                Err(error) => {
+                    poll.cursor.nested.insert(comment.id.clone(), list);
+                    return Err(error);
+                }
+            };
+            let elements = page.body["elements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for element in &elements {
+                poll.take_reply(element, comment, &mut list.seen);
+            }
+            start += elements.len();
+            list.n = list.n.max(start);
+            list.seen.settle();
+            if last_page(&page.body, elements.len(), start) {
+                break true;
+            }
+        };
+        poll.cursor.nested.insert(comment.id.clone(), list);
+        Ok(done)
     }
 
     /// `GET /v2/userinfo` (OpenID Connect): the member's `sub` and name.
@@ -609,6 +903,160 @@ impl Linkedin {
             false,
         )
         .await
+    }
+}
+
+/// The cursor of LinkedIn reply polls (stored as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct PollCursor {
+    /// The post's first-level comments.
+    #[serde(default)]
+    top: ListCursor,
+    /// The replies of each first-level comment that has some, by comment id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    nested: BTreeMap<String, ListCursor>,
+    /// `totalFirstLevelComments` when the first-level list was last read
+    /// to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
+    /// Replies to comments (`aggregatedTotalComments` minus the first-level
+    /// ones) when they were last all read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deep: Option<u64>,
+    /// Where an unfinished read of the replies to comments goes on (offset
+    /// in the first-level list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scan: Option<usize>,
+}
+
+/// How far one comment list was read, and what it already returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ListCursor {
+    /// Elements read (the next offset).
+    #[serde(default)]
+    n: usize,
+    #[serde(default)]
+    seen: Seen,
+}
+
+/// A listed comment's id, URN and, for one of Herald's, its `remote_id`.
+struct Listed {
+    id: String,
+    urn: String,
+    /// What a reply to this comment names as its parent.
+    parent_ref: String,
+}
+
+/// One reply poll under way.
+struct Poll<'a> {
+    query: &'a ReplyQuery,
+    /// The post URN.
+    root: String,
+    /// The account's actor URN (its own comments are not replies).
+    author: String,
+    cursor: PollCursor,
+    /// Requests left in this poll.
+    budget: usize,
+    replies: Vec<FetchedReply>,
+}
+
+impl Poll<'_> {
+    /// A first-level comment: returned when new and not Herald's; in any
+    /// case named for the replies under it.
+    fn take(&mut self, element: &Value) -> Option<Listed> {
+        let listed = self.listed(element)?;
+        let mut seen = std::mem::take(&mut self.cursor.top.seen);
+        let root = self.query.root_id.clone();
+        self.keep(element, &listed, root, None, &mut seen);
+        self.cursor.top.seen = seen;
+        Some(listed)
+    }
+
+    /// A reply to the first-level comment `parent`.
+    fn take_reply(&mut self, element: &Value, parent: &Listed, seen: &mut Seen) {
+        if let Some(listed) = self.listed(element) {
+            self.keep(
+                element,
+                &listed,
+                parent.parent_ref.clone(),
+                Some(parent),
+                seen,
+            );
+        }
+    }
+
+    /// The id and URN of a listed comment, and how replies name it.
+    fn listed(&self, element: &Value) -> Option<Listed> {
+        let id = comment_id_from(&element["id"])
+            .or_else(|| comment_id_from(&element["commentUrn"]))
+            .or_else(|| comment_id_from(&element["$URN"]))?;
+        let urn = element["commentUrn"]
+            .as_str()
+            .or(element["$URN"].as_str())
+            .filter(|u| parse_comment_urn(u).is_some())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("urn:li:comment:({},{id})", self.root));
+        let parent_ref = self
+            .query
+            .own_ids
+            .iter()
+            .find(|own| parse_comment_urn(own).is_some_and(|(_, own_id)| own_id == id))
+            .cloned()
+            .unwrap_or_else(|| urn.clone());
+        Some(Listed {
+            id,
+            urn,
+            parent_ref,
+        })
+    }
+
+    /// Return `element` if `seen` says it is new and it is not Herald's.
+    fn keep(
+        &mut self,
+        element: &Value,
+        listed: &Listed,
+        parent_id: String,
+        thread: Option<&Listed>,
+        seen: &mut Seen,
+    ) {
+        let at = element["created"]["time"].as_i64();
+        let created_at = at
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or(self.query.published_at);
+        let at = at.unwrap_or_else(|| created_at.timestamp_millis());
+        if !seen.is_new(&listed.id, at) {
+            return;
+        }
+        seen.note(&listed.id, at);
+        let actor = element["actor"].as_str().unwrap_or_default().to_string();
+        let own = actor == self.author
+            || self.query.own_ids.iter().any(|own| {
+                *own == listed.urn
+                    || parse_comment_urn(own).is_some_and(|(_, own_id)| own_id == listed.id)
+            });
+        if own {
+            return;
+        }
+        let page = format!("{PUBLIC_BASE}/feed/update/{}", self.root);
+        let url = match thread {
+            None => format!("{page}?commentUrn={}", encode(&listed.urn)),
+            Some(top) => format!(
+                "{page}?commentUrn={}&replyUrn={}",
+                encode(&top.urn),
+                encode(&listed.urn)
+            ),
+        };
+        self.replies.push(FetchedReply {
+            remote_id: listed.urn.clone(),
+            parent_id: Some(parent_id),
+            author: actor,
+            text: element["message"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            created_at,
+            url: Some(url),
+        });
     }
 }
 
@@ -713,6 +1161,17 @@ impl Reply {
             .or_else(|| comment_id_from(&self.body["commentUrn"]))
             .or_else(|| comment_id_from(&self.body["$URN"]))
     }
+}
+
+/// Whether a comment list page ending at offset `end` with `len` elements
+/// is the last: empty, shorter than the `paging.count` LinkedIn applied
+/// (it may give less than asked), or reaching `paging.total`.
+fn last_page(body: &Value, len: usize, end: usize) -> bool {
+    let count = body["paging"]["count"]
+        .as_u64()
+        .map_or(COMMENT_PAGE, |c| (c as usize).clamp(1, COMMENT_PAGE));
+    let total = body["paging"]["total"].as_u64();
+    len == 0 || len < count || total.is_some_and(|t| end as u64 >= t)
 }
 
 /// A comment id from a plain id (string or number) or a comment URN.
@@ -929,6 +1388,10 @@ impl Connector for Linkedin {
         let base = self.base(account);
         let mut auth = self.auth(account).await?;
         match &post.reply_to {
+            Some(target) if target.answers_reply => {
+                self.answer(account, &base, &mut auth, target, &post.text)
+                    .await
+            }
             Some(target) => {
                 self.comment(account, &base, &mut auth, target, &post.text)
                     .await
@@ -1021,6 +1484,16 @@ impl Connector for Linkedin {
             }
             _ => Ok(()),
         }
+    }
+
+    /// New comments and replies under the post, oldest first, without the
+    /// account's own. See the module documentation for the cursor.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        self.poll(account, query).await
     }
 
     /// Renew the access token with the refresh token (partner apps only).
@@ -1283,6 +1756,38 @@ mod tests {
         );
         assert!(dup.is_duplicate());
         assert!(!reply(422, json!({"status":422,"message":"commentary too long"})).is_duplicate());
+    }
+
+    #[test]
+    fn comment_pages_end_short_of_the_applied_count_or_at_the_total() {
+        let page = |count: u64, total: u64| json!({"paging": {"start": 0, "count": count, "total": total}});
+        assert!(!last_page(&page(10, 50), 10, 10));
+        assert!(last_page(&page(10, 50), 7, 7), "short page");
+        assert!(last_page(&page(10, 20), 10, 20), "total reached");
+        assert!(last_page(&json!({}), 0, 0), "empty");
+        assert!(
+            !last_page(&json!({}), 100, 100),
+            "no paging: a full page goes on"
+        );
+    }
+
+    #[test]
+    fn reply_cursors_round_trip_and_a_bad_one_starts_over() {
+        let mut cursor = PollCursor {
+            first: Some(3),
+            deep: Some(1),
+            ..PollCursor::default()
+        };
+        cursor.top.n = 3;
+        cursor.top.seen.note("7", 1_000);
+        cursor.nested.insert("7".into(), ListCursor::default());
+        let json = serde_json::to_string(&cursor).unwrap();
+        assert_eq!(serde_json::from_str::<PollCursor>(&json).unwrap(), cursor);
+        assert!(serde_json::from_str::<PollCursor>("not json").is_err());
+        assert_eq!(
+            serde_json::from_str::<PollCursor>("{}").unwrap(),
+            PollCursor::default()
+        );
     }
 
     #[test]

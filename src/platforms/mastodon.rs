@@ -20,7 +20,19 @@
 //! OAuth: Herald registers itself on each instance ([`Mastodon::register_app`]),
 //! then uses [`Mastodon::oauth_app`] (PKCE when the instance's metadata
 //! offers S256, i.e. 4.3+) and [`Mastodon::connect`].
+//!
+//! Replies: `GET /api/v1/statuses/:id/context` on the first part gives every
+//! descendant at any depth (up to 4,096 with a token; it is not paginated),
+//! replies to later parts and replies to replies included. Herald's own
+//! statuses (the parts, and anything else the account posted, such as
+//! answers from the follow-up queue) are left out; the account's id comes
+//! from `verify_credentials` once per token and is kept in memory. Each poll
+//! reads the whole tree, so the cursor only decides what is handed back as
+//! new: see [`SnapshotCursor`]. An answer to a reply (`answers_reply`) is a
+//! status with `in_reply_to_id` = the reply, like any thread part.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,8 +43,8 @@ use serde_json::Value;
 use super::connector::{self, id_text, retry_after_seconds};
 pub use super::connector::{download_image, sniff_image_type, DownloadedImage};
 use super::{
-    AccountSession, ConnectRequest, Connected, Connector, ConnectorError, Credentials, MediaItem,
-    OAuthApp, Post, Published, TokenSet,
+    AccountSession, ConnectRequest, Connected, Connector, ConnectorError, Credentials,
+    FetchedReply, MediaItem, OAuthApp, Post, Published, ReplyPage, ReplyQuery, TokenSet,
 };
 
 /// Keys expire after an hour on the instance; past this age a repeat could post twice.
@@ -67,6 +79,10 @@ pub const OAUTH_SCOPES: &str =
 #[derive(Clone)]
 pub struct Mastodon {
     http: reqwest::Client,
+    /// SHA-256 of (instance, token) → the account id `verify_credentials`
+    /// gave: reply polls leave the account's own statuses out without
+    /// asking again each time. Tokens never change owner.
+    account_ids: Arc<Mutex<HashMap<[u8; 32], String>>>,
 }
 
 /// Where and as whom to call.
@@ -77,7 +93,10 @@ struct Target {
 
 impl Mastodon {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self {
+            http,
+            account_ids: Arc::default(),
+        }
     }
 
     /// The instance's status length limit: `GET /api/v2/instance` →
@@ -328,6 +347,177 @@ impl Connector for Mastodon {
             .await
             .map(|_| ())
             .map_err(ConnectorError::retryable)
+    }
+
+    /// `GET /api/v1/statuses/:root/context`: the descendants that are not
+    /// the account's own, oldest first, those the cursor has not seen.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let target = Self::target(account).await?;
+        let root = query.root_id.trim();
+        if root.is_empty() {
+            return Err(ConnectorError::Rejected {
+                message: "no Mastodon status id to read the replies of".into(),
+                status: None,
+            });
+        }
+        let me = self.own_account_id(&target).await?;
+        let root: String = form_urlencoded::byte_serialize(root.as_bytes()).collect();
+        let context = self
+            .get_json(&target, &format!("/api/v1/statuses/{root}/context"))
+            .await
+            .map_err(ConnectorError::retryable)?;
+        let descendants = context["descendants"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let found = descendants
+            .iter()
+            .filter(|status| id_text(&status["account"]["id"]).as_deref() != Some(me.as_str()))
+            .filter_map(|status| {
+                let reply = reply_of(status)?;
+                (!query.own_ids.contains(&reply.remote_id))
+                    .then(|| (id_sort_key(&reply.remote_id), reply))
+            })
+            .collect();
+        Ok(SnapshotCursor::select(found, query.cursor.as_deref()))
+    }
+}
+
+impl Mastodon {
+    /// The account id of the token (`verify_credentials`), asked once per
+    /// token and kept.
+    async fn own_account_id(&self, target: &Target) -> Result<String, ConnectorError> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::new()
+            .chain_update(&target.base)
+            .chain_update([0])
+            .chain_update(&target.token)
+            .finalize()
+            .into();
+        let known = self
+            .account_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let me = self
+            .get_json(target, "/api/v1/accounts/verify_credentials")
+            .await
+            .map_err(ConnectorError::retryable)?;
+        let id = id_text(&me["id"]).ok_or_else(|| ConnectorError::Transient {
+            message: "verify_credentials gave no account id".to_string(),
+            status: None,
+        })?;
+        self.account_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, id.clone());
+        Ok(id)
+    }
+}
+
+/// A descendant of the context as a reply: `acct` as the author, the HTML
+/// content as plain text. Boosts and statuses without an id are skipped.
+fn reply_of(status: &Value) -> Option<FetchedReply> {
+    if !status["reblog"].is_null() {
+        return None;
+    }
+    let remote = RemoteStatus::from_json(status)?;
+    let author = status["account"]["acct"]
+        .as_str()
+        .or_else(|| status["account"]["username"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    Some(FetchedReply {
+        parent_id: id_text(&status["in_reply_to_id"]),
+        author,
+        text: html_to_text(&remote.content).trim().to_string(),
+        created_at: remote.created_at.unwrap_or_else(Utc::now),
+        url: remote.url,
+        remote_id: remote.id,
+    })
+}
+
+/// Mastodon ids (snowflakes: numeric strings that grow with time) compare
+/// by length, then text, so `"99" < "100"`; the flake ids of compatible
+/// servers (same length, base 62) compare as text. Padded to sort as text.
+fn id_sort_key(id: &str) -> String {
+    format!("{:0>32}", id)
+}
+
+/// The cursor of a network whose reply listing is a whole snapshot each time
+/// (Mastodon's context, Bluesky's thread): `<mark> <digest>`, where `mark`
+/// is the highest sort key handed back so far (an id that grows with time,
+/// an indexing time) and `digest` a hash of the ids at or below it.
+///
+/// A poll hands back the replies above the mark. If the replies at or below
+/// it are no longer exactly those the digest covers (a reply fetched late
+/// from another server with an older id, or a deletion), it hands back all
+/// of them again: the store keeps a reply once, so a repeat costs nothing,
+/// while a reply skipped would be lost. The cursor stays short whatever the
+/// number of replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCursor {
+    pub mark: String,
+    pub digest: String,
+}
+
+impl SnapshotCursor {
+    pub fn parse(cursor: &str) -> Option<SnapshotCursor> {
+        let (mark, digest) = cursor.trim().rsplit_once(' ')?;
+        (!mark.is_empty() && digest.len() == 16).then(|| SnapshotCursor {
+            mark: mark.to_string(),
+            digest: digest.to_string(),
+        })
+    }
+
+    /// Hash of a set of reply ids (order does not matter): 16 hex digits.
+    pub fn digest<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+        use sha2::Digest;
+        let mut ids: Vec<&str> = ids.collect();
+        ids.sort_unstable();
+        let mut hash = sha2::Sha256::new();
+        for id in ids {
+            hash.update(id.as_bytes());
+            hash.update([b'\n']);
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
+
+    /// From the whole snapshot (each reply with its sort key), the replies
+    /// `cursor` has not covered, oldest first (by `created_at`, then key),
+    /// and the cursor of the snapshot. An empty snapshot keeps the cursor.
+    pub fn select(mut found: Vec<(String, FetchedReply)>, cursor: Option<&str>) -> ReplyPage {
+        let Some((mark, _)) = found.iter().max_by(|a, b| a.0.cmp(&b.0)) else {
+            return ReplyPage::default();
+        };
+        let next = SnapshotCursor {
+            mark: mark.clone(),
+            digest: Self::digest(found.iter().map(|(_, r)| r.remote_id.as_str())),
+        };
+        if let Some(previous) = cursor.and_then(SnapshotCursor::parse) {
+            let covered = Self::digest(
+                found
+                    .iter()
+                    .filter(|(key, _)| *key <= previous.mark)
+                    .map(|(_, r)| r.remote_id.as_str()),
+            );
+            if covered == previous.digest {
+                found.retain(|(key, _)| *key > previous.mark);
+            }
+        }
+        found.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.0.cmp(&b.0)));
+        ReplyPage {
+            replies: found.into_iter().map(|(_, reply)| reply).collect(),
+            cursor: Some(format!("{} {}", next.mark, next.digest)),
+        }
     }
 }
 
@@ -1090,6 +1280,7 @@ mod tests {
             reply_to: Some(crate::platforms::ReplyTarget {
                 root_id: "1".into(),
                 parent_id: "7".into(),
+                answers_reply: false,
             }),
             ..Default::default()
         };
@@ -1125,6 +1316,84 @@ mod tests {
             "https://mastodon.social"
         );
         assert!(instance_base("mastodon.social").is_err());
+    }
+
+    fn fetched(id: &str, minute: u32) -> (String, FetchedReply) {
+        (
+            id_sort_key(id),
+            FetchedReply {
+                remote_id: id.into(),
+                parent_id: None,
+                author: "a".into(),
+                text: String::new(),
+                created_at: Utc.with_ymd_and_hms(2026, 1, 1, 9, minute, 0).unwrap(),
+                url: None,
+            },
+        )
+    }
+
+    fn ids(page: &ReplyPage) -> Vec<&str> {
+        page.replies.iter().map(|r| r.remote_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_snapshot_cursor_hands_back_what_is_new_or_everything_when_the_past_changed() {
+        let first = SnapshotCursor::select(vec![fetched("120", 2), fetched("99", 1)], None);
+        assert_eq!(ids(&first), vec!["99", "120"], "oldest first; 99 < 120");
+        let cursor = first.cursor.clone().unwrap();
+        let parsed = SnapshotCursor::parse(&cursor).unwrap();
+        assert_eq!(parsed.mark, id_sort_key("120"));
+
+        let same = SnapshotCursor::select(vec![fetched("99", 1), fetched("120", 2)], Some(&cursor));
+        assert!(same.replies.is_empty());
+        assert_eq!(same.cursor.as_deref(), Some(cursor.as_str()));
+
+        let grown = SnapshotCursor::select(
+            vec![fetched("99", 1), fetched("120", 2), fetched("130", 3)],
+            Some(&cursor),
+        );
+        assert_eq!(ids(&grown), vec!["130"]);
+
+        // A late reply below the mark changes the digest: all come back.
+        let late = SnapshotCursor::select(
+            vec![fetched("99", 1), fetched("120", 2), fetched("100", 0)],
+            Some(&cursor),
+        );
+        assert_eq!(ids(&late), vec!["100", "99", "120"]);
+
+        // Nothing at all keeps the cursor; a cursor from elsewhere returns all.
+        assert_eq!(
+            SnapshotCursor::select(Vec::new(), Some(&cursor)),
+            ReplyPage::default()
+        );
+        let foreign = SnapshotCursor::select(vec![fetched("99", 1)], Some("12345"));
+        assert_eq!(ids(&foreign), vec!["99"]);
+        assert_eq!(SnapshotCursor::parse("12345"), None);
+    }
+
+    #[test]
+    fn a_descendant_becomes_a_reply_with_acct_plain_text_and_url() {
+        let status = serde_json::json!({
+            "id": "110",
+            "in_reply_to_id": "100",
+            "created_at": "2026-01-01T09:00:00.000Z",
+            "url": "https://social.example/@bob@other.example/110",
+            "content": "<p><span class=\"h-card\"><a href=\"https://social.example/@kettleco\" class=\"u-url mention\">@<span>kettleco</span></a></span> Is it safe?</p><p>Really &amp; truly?</p>",
+            "account": {"id": "7", "username": "bob", "acct": "bob@other.example"},
+            "reblog": null,
+        });
+        let reply = reply_of(&status).unwrap();
+        assert_eq!(reply.remote_id, "110");
+        assert_eq!(reply.parent_id.as_deref(), Some("100"));
+        assert_eq!(reply.author, "bob@other.example");
+        assert_eq!(reply.text, "@kettleco Is it safe?\n\nReally & truly?");
+        assert_eq!(
+            reply.created_at,
+            Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap()
+        );
+        let mut boost = status.clone();
+        boost["reblog"] = serde_json::json!({"id": "1"});
+        assert_eq!(reply_of(&boost), None);
     }
 
     #[test]

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use connector::{
-    AccountSession, Connected, ConnectorError, Credentials, MediaItem, Post, Published, ReplyTarget,
+    AccountSession, Connected, ConnectorError, Credentials, FetchedReply, MediaItem, Post,
+    Published, ReplyPage, ReplyQuery, ReplyTarget,
 };
 pub use oauth::{OAuthApp, TokenSet};
 pub use text::{check, default_limit, TextReport};
@@ -80,6 +81,24 @@ pub trait Connector: Send + Sync {
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, ConnectorError>> + Send {
         let _ = account;
         async { Ok(None) }
+    }
+
+    /// Reply tracking: the replies to `query.root_id` (at any depth) that
+    /// are newer than `query.cursor`, oldest first, without Herald's own
+    /// posts. A network that cannot list replies keeps the default, and
+    /// says so in the catalog (`PlatformInfo::replies`).
+    fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> impl Future<Output = Result<ReplyPage, ConnectorError>> + Send {
+        let _ = (account, query);
+        async {
+            Err(ConnectorError::Rejected {
+                message: "this network's replies cannot be listed".into(),
+                status: None,
+            })
+        }
     }
 }
 
@@ -240,6 +259,14 @@ impl Connectors {
         account: &AccountSession,
     ) -> Result<Option<DateTime<Utc>>, ConnectorError> {
         on_network!(self, account, |c| c.refresh(account).await)
+    }
+
+    pub async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        on_network!(self, account, |c| c.replies(account, query).await)
     }
 
     /// The OAuth app of `platform`, when it connects through OAuth and is

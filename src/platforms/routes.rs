@@ -159,6 +159,9 @@ pub struct SandboxPostResponse {
     /// Images, as the networks would fetch them.
     #[schema(value_type = Vec<Object>)]
     pub media: Vec<serde_json::Value>,
+    /// On a reply from the public: who wrote it (absent on the account's own posts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 impl From<super::sandbox::SandboxPost> for SandboxPostResponse {
@@ -177,6 +180,7 @@ impl From<super::sandbox::SandboxPost> for SandboxPostResponse {
                 .as_deref()
                 .and_then(|m| serde_json::from_str(m).ok())
                 .unwrap_or_default(),
+            author: post.author,
         }
     }
 }
@@ -251,6 +255,59 @@ pub async fn get_sandbox_post(
         })
         .await?;
     Ok(HttpResponse::Ok().json(SandboxPostResponse::from(post)))
+}
+
+/// A reply from the public to a sandbox post, to drill reply tracking.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxReplyRequest {
+    /// The member of the public who answers (a handle).
+    #[schema(example = "@angry_customer")]
+    pub author: String,
+    #[schema(example = "Is my kettle in batch 42? Why did nobody warn me?")]
+    pub text: String,
+}
+
+/// Simulate the public: post a reply under a sandbox post (or under an
+/// earlier reply). Reply tracking collects it like a reply on a real network.
+#[utoipa::path(
+    tag = "sandbox",
+    params(("id" = String, Path, description = "Sandbox post (or reply) answered")),
+    request_body = SandboxReplyRequest,
+    responses((status = 201, description = "The reply", body = SandboxPostResponse)),
+    security(("api_key" = []))
+)]
+#[post("/sandbox/posts/{id}/replies")]
+pub async fn reply_to_sandbox_post(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<SandboxReplyRequest>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id(&path, "sandbox post")?;
+    let mut errors = Vec::new();
+    let author = body.author.trim().to_string();
+    if author.is_empty() || author.chars().count() > 100 {
+        errors.push(FieldError::new("author", "must be 1 to 100 characters"));
+    }
+    if body.text.trim().is_empty() || body.text.chars().count() > 5_000 {
+        errors.push(FieldError::new(
+            "text",
+            "must be 1 to 5,000 characters, not blank",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let text = body.text;
+    let reply = state
+        .db(move |conn| {
+            let parent = super::sandbox::find(conn, &id)?
+                .ok_or_else(|| ApiError::NotFound(format!("no sandbox post with id '{id}'")))?;
+            Ok(super::sandbox::add_reply(conn, &parent, &author, &text)?)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(SandboxPostResponse::from(reply)))
 }
 
 /// Every network Herald knows.

@@ -6,7 +6,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{AccountSession, Connector, ConnectorError, Post, Published};
+use super::{
+    AccountSession, Connector, ConnectorError, FetchedReply, Post, Published, ReplyPage, ReplyQuery,
+};
 use crate::db::schema::sandbox_posts;
 use crate::db::{self, DbConnection, DbPool};
 
@@ -24,6 +26,9 @@ pub struct SandboxPost {
     pub in_reply_to: Option<String>,
     /// Images: JSON `[{url, alt}]`.
     pub media: Option<String>,
+    /// Set on a reply from the public (`POST /v1/sandbox/posts/{id}/replies`):
+    /// who wrote it. `None` on the account's own posts.
+    pub author: Option<String>,
 }
 
 impl SandboxPost {
@@ -135,6 +140,7 @@ impl Connector for Sandbox {
                 )
                 .to_string()
             }),
+            author: None,
         };
         let stored = self
             .run(move |conn| {
@@ -180,4 +186,86 @@ impl Connector for Sandbox {
     async fn check(&self, _account: &AccountSession) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// The public's replies anywhere under the post, oldest first. The
+    /// cursor is the newest reply id seen (ids grow with time).
+    async fn replies(
+        &self,
+        _account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let query = query.clone();
+        let found = self
+            .run(move |conn| replies_under(conn, &query.root_id, query.cursor.as_deref()))
+            .await?;
+        let cursor = found.last().map(|r| r.id.clone());
+        Ok(ReplyPage {
+            replies: found
+                .into_iter()
+                .map(|r| FetchedReply {
+                    url: Some(r.url()),
+                    remote_id: r.id,
+                    parent_id: r.in_reply_to,
+                    author: r.author.unwrap_or_default(),
+                    text: r.text,
+                    created_at: r.created_at.and_utc(),
+                })
+                .collect(),
+            cursor,
+        })
+    }
+}
+
+/// Replies from the public at any depth under `root`, newer than `after`,
+/// oldest first (one query per level of the conversation).
+pub fn replies_under(
+    conn: &mut DbConnection,
+    root: &str,
+    after: Option<&str>,
+) -> QueryResult<Vec<SandboxPost>> {
+    let mut found = Vec::new();
+    let mut level = vec![root.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while !level.is_empty() && seen.len() < 10_000 {
+        let children: Vec<SandboxPost> = sandbox_posts::table
+            .filter(sandbox_posts::in_reply_to.eq_any(&level))
+            .select(SandboxPost::as_select())
+            .load(conn)?;
+        level = Vec::new();
+        for child in children {
+            if seen.insert(child.id.clone()) {
+                level.push(child.id.clone());
+                if child.author.is_some() && after.is_none_or(|a| child.id.as_str() > a) {
+                    found.push(child);
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(found)
+}
+
+/// A member of the public answers sandbox post `parent`.
+pub fn add_reply(
+    conn: &mut DbConnection,
+    parent: &SandboxPost,
+    author: &str,
+    text: &str,
+) -> QueryResult<SandboxPost> {
+    let row = SandboxPost {
+        id: db::new_id(),
+        account_id: parent.account_id.clone(),
+        delivery_id: None,
+        idempotency_key: db::new_id(),
+        text: text.to_string(),
+        language: None,
+        created_at: db::now(),
+        in_reply_to: Some(parent.id.clone()),
+        media: None,
+        author: Some(author.to_string()),
+    };
+    diesel::insert_into(sandbox_posts::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(row)
 }

@@ -28,6 +28,24 @@
 //!   message went out. `reconcile` answers `Err(Unknown)` and never sends again
 //!   (the dispatcher checks again later, then asks a person to look).
 //! - Credentials never expire: `refresh` keeps the trait default.
+//! - Answering a comment (`answers_reply`): comments live in the channel's
+//!   linked discussion group, not in the channel, so the answer goes to the
+//!   chat of the comment's `<chat id>:<message_id>` (the group) with
+//!   `reply_parameters.message_id` = the comment, not to the account's chat.
+//! - Replies are not listed by `replies` (it keeps the trait default). The Bot
+//!   API cannot read a chat's history; comments reach a bot only as updates
+//!   (`getUpdates`, or a webhook) of the discussion group, one queue for the
+//!   whole bot, where passing `offset` confirms (deletes) the earlier updates
+//!   for every reader. So one consumer per bot token
+//!   (`crate::replies::telegram::consume_updates`) reads the queue with
+//!   [`Telegram::get_updates`] and stores the group messages
+//!   ([`read_updates`]), and each delivery's poll reads them from the store.
+//!   A 409 (a webhook is set) is `Rejected` saying so.
+//! - Comment links ([`comment_url`]): `https://t.me/<channel>/<post>?comment=<id>`
+//!   when the channel is public, else the group message in its thread,
+//!   `https://t.me/<group>/<id>?thread=<thread>` or, for a private group,
+//!   `https://t.me/c/<group id without -100>/<id>?thread=<thread>` (opens
+//!   for members only).
 
 use std::time::Duration;
 
@@ -200,7 +218,19 @@ impl Connector for Telegram {
         account: &AccountSession,
         post: &Post,
     ) -> Result<Published, ConnectorError> {
-        let bot = self.bot(account).await?;
+        let mut bot = self.bot(account).await?;
+        if let Some(target) = post.reply_to.as_ref().filter(|r| r.answers_reply) {
+            // A comment is in the discussion group: answer it there.
+            let (chat, _) =
+                parse_remote_id(&target.parent_id).ok_or_else(|| ConnectorError::Rejected {
+                    message: format!(
+                        "the comment to answer ('{}') is not a Telegram message id (chat:message)",
+                        target.parent_id
+                    ),
+                    status: None,
+                })?;
+            bot.chat_id = chat.to_string();
+        }
         self.send(account, bot, post).await
     }
 
@@ -251,6 +281,258 @@ impl Connector for Telegram {
         match self.call(&bot, "getChat", &body, false).await? {
             Answer::Ok(_) => Ok(()),
             Answer::Failed(error) => Err(classify(&error)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- updates
+
+/// Updates asked for per `getUpdates` call (the Bot API's maximum).
+pub const UPDATES_LIMIT: u32 = 100;
+
+/// Where to read a bot's updates, and as which bot. Its `Debug` never shows
+/// the token.
+#[derive(Clone)]
+pub struct BotAccess {
+    base: String,
+    token: String,
+}
+
+impl std::fmt::Debug for BotAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotAccess")
+            .field("base", &self.base)
+            .field("bot_id", &self.bot_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BotAccess {
+    /// Names the bot's update queue in the store without the token: the
+    /// SHA-256 of the token, in hex.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.token.as_bytes()))
+    }
+
+    /// The bot's own user id: the token's part before `:`.
+    pub fn bot_id(&self) -> Option<i64> {
+        self.token.split_once(':')?.0.parse().ok()
+    }
+}
+
+/// What one `getUpdates` call brought: how many updates, the offset that
+/// confirms them all, and the group messages among them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Updates {
+    pub count: usize,
+    /// The highest `update_id` + 1 (`None`: no update).
+    pub next_offset: Option<i64>,
+    pub messages: Vec<GroupMessage>,
+}
+
+/// A message of a group or supergroup the bot is in (a comment, or a
+/// channel post's automatic forward into its discussion group).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMessage {
+    pub update_id: i64,
+    pub chat_id: i64,
+    pub chat_username: Option<String>,
+    pub message_id: i64,
+    /// `message_thread_id`.
+    pub thread_id: Option<i64>,
+    /// `reply_to_message.message_id`.
+    pub reply_to_message_id: Option<i64>,
+    pub automatic_forward: bool,
+    /// The channel post this message copies or forwards: `forward_origin`
+    /// (or the older `forward_from_chat` / `forward_from_message_id`).
+    pub forward_origin: Option<ForwardOrigin>,
+    pub author_id: Option<i64>,
+    /// `from.username`, else `from.first_name`; a message sent as a chat:
+    /// its username, else its title.
+    pub author: String,
+    /// `text`, else `caption`, else empty.
+    pub text: String,
+    pub date: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardOrigin {
+    pub chat_id: i64,
+    pub message_id: i64,
+    pub username: Option<String>,
+}
+
+impl Telegram {
+    /// The bot `account` posts as (its token must be well formed).
+    pub async fn bot_access(&self, account: &AccountSession) -> Result<BotAccess, ConnectorError> {
+        let bot = self.bot(account).await?;
+        Ok(BotAccess {
+            base: bot.base,
+            token: bot.token,
+        })
+    }
+
+    /// `getUpdates {offset?, limit, timeout: 0, allowed_updates: ["message"]}`:
+    /// the pending `message` updates from `offset`. Passing `offset`
+    /// confirms every earlier update for good, so the caller passes only an
+    /// offset whose updates it has stored. A 409 (the bot has a webhook, so
+    /// updates go there) is `Rejected` saying so; other failures are
+    /// classified as publishing classifies them (401 `AuthRevoked`, 429
+    /// `RateLimited` with `parameters.retry_after`, 5xx `Transient`).
+    pub async fn get_updates(
+        &self,
+        bot: &BotAccess,
+        offset: Option<i64>,
+        limit: u32,
+    ) -> Result<Updates, ConnectorError> {
+        let mut body = json!({
+            "limit": limit.clamp(1, UPDATES_LIMIT),
+            "timeout": 0,
+            "allowed_updates": ["message"],
+        });
+        if let Some(offset) = offset.filter(|o| *o > 0) {
+            body["offset"] = json!(offset);
+        }
+        let caller = Bot {
+            base: bot.base.clone(),
+            token: bot.token.clone(),
+            chat_id: String::new(),
+        };
+        match self.call(&caller, "getUpdates", &body, false).await? {
+            Answer::Ok(Value::Array(updates)) => Ok(read_updates(&updates, bot.bot_id())),
+            Answer::Ok(_) => Err(ConnectorError::Transient {
+                message: "Telegram answered getUpdates without a list of updates".into(),
+                status: None,
+            }),
+            Answer::Failed(error) if error.code == 409 => Err(ConnectorError::Rejected {
+                message: format!(
+                    "{} (the bot has a webhook, so its updates go there: Herald reads comments with getUpdates; remove the webhook with deleteWebhook, or use another bot)",
+                    error.describe()
+                ),
+                status: Some(409),
+            }),
+            Answer::Failed(error) => Err(classify(&error)),
+        }
+    }
+}
+
+/// The group messages among `updates` (messages of groups and supergroups
+/// that carry text or a caption, and automatic forwards), without those of
+/// the bot `bot_id` itself; and the offset that confirms every update,
+/// skipped ones included.
+pub fn read_updates(updates: &[Value], bot_id: Option<i64>) -> Updates {
+    let mut read = Updates {
+        count: updates.len(),
+        ..Updates::default()
+    };
+    for update in updates {
+        let Some(update_id) = update["update_id"].as_i64() else {
+            continue;
+        };
+        read.next_offset = Some(
+            read.next_offset
+                .map_or(update_id + 1, |o| o.max(update_id + 1)),
+        );
+        if let Some(message) = group_message(update_id, &update["message"], bot_id) {
+            read.messages.push(message);
+        }
+    }
+    read
+}
+
+fn group_message(update_id: i64, message: &Value, bot_id: Option<i64>) -> Option<GroupMessage> {
+    let chat = &message["chat"];
+    if !matches!(chat["type"].as_str(), Some("group" | "supergroup")) {
+        return None;
+    }
+    let author_id = message["from"]["id"].as_i64();
+    if author_id.is_some() && author_id == bot_id {
+        return None;
+    }
+    let automatic_forward = message["is_automatic_forward"].as_bool() == Some(true);
+    let text = message["text"]
+        .as_str()
+        .or_else(|| message["caption"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    if text.is_empty() && !automatic_forward {
+        // A service message (member joined, pinned…) or a sticker: no words.
+        return None;
+    }
+    let origin = &message["forward_origin"];
+    let forward_origin = if origin["type"].as_str() == Some("channel") {
+        Some(ForwardOrigin {
+            chat_id: origin["chat"]["id"].as_i64()?,
+            message_id: origin["message_id"].as_i64()?,
+            username: non_empty(&origin["chat"]["username"]),
+        })
+    } else {
+        let chat = &message["forward_from_chat"];
+        match (
+            chat["id"].as_i64(),
+            message["forward_from_message_id"].as_i64(),
+        ) {
+            (Some(chat_id), Some(message_id)) => Some(ForwardOrigin {
+                chat_id,
+                message_id,
+                username: non_empty(&chat["username"]),
+            }),
+            _ => None,
+        }
+    };
+    let sender = &message["sender_chat"];
+    let author = if sender.is_object() && !automatic_forward {
+        non_empty(&sender["username"]).or_else(|| non_empty(&sender["title"]))
+    } else {
+        non_empty(&message["from"]["username"])
+            .or_else(|| non_empty(&message["from"]["first_name"]))
+    };
+    Some(GroupMessage {
+        update_id,
+        chat_id: chat["id"].as_i64()?,
+        chat_username: non_empty(&chat["username"]),
+        message_id: message["message_id"].as_i64()?,
+        thread_id: message["message_thread_id"].as_i64(),
+        reply_to_message_id: message["reply_to_message"]["message_id"].as_i64(),
+        automatic_forward,
+        forward_origin,
+        author_id,
+        author: author.unwrap_or_else(|| "unknown".into()),
+        text,
+        date: DateTime::from_timestamp(message["date"].as_i64()?, 0)?,
+    })
+}
+
+fn non_empty(value: &Value) -> Option<String> {
+    value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// The link to comment `message_id` of group `group_id`, in the thread of
+/// the automatic forward `thread_id` of channel post `origin`: the public
+/// channel's comment link when the channel has a username, else the group
+/// message in its thread (by the group's username, or `t.me/c/…` for a
+/// private group, which opens for its members only).
+pub fn comment_url(
+    group_id: i64,
+    group_username: Option<&str>,
+    message_id: i64,
+    thread_id: i64,
+    origin: Option<&ForwardOrigin>,
+) -> String {
+    if let Some((channel, post)) =
+        origin.and_then(|o| o.username.as_deref().map(|u| (u, o.message_id)))
+    {
+        return format!("https://t.me/{channel}/{post}?comment={message_id}");
+    }
+    match group_username {
+        Some(group) => format!("https://t.me/{group}/{message_id}?thread={thread_id}"),
+        None => {
+            let id = group_id.to_string();
+            let internal = id
+                .strip_prefix("-100")
+                .unwrap_or(id.trim_start_matches('-'));
+            format!("https://t.me/c/{internal}/{message_id}?thread={thread_id}")
         }
     }
 }
@@ -655,6 +937,7 @@ mod tests {
         post.reply_to = Some(ReplyTarget {
             root_id: "-1001:10".into(),
             parent_id: "-1001:11".into(),
+            answers_reply: false,
         });
         let (_, body) = request_for(&post, "-1001").unwrap();
         assert_eq!(body["chat_id"], json!(-1001));
@@ -701,5 +984,101 @@ mod tests {
         let private = published(&json!({"message_id": 3, "chat": {"id": -1002}}), now).unwrap();
         assert_eq!(private.remote_url, None);
         assert_eq!(published(&json!({"chat": {"id": 1}}), now), None);
+    }
+
+    #[test]
+    fn updates_keep_group_messages_and_confirm_everything() {
+        let bot_id = 7_000_000_001;
+        let updates = vec![
+            // A comment, in the thread of forward 10.
+            json!({"update_id": 501, "message": {
+                "message_id": 11, "date": 1_700_000_000, "message_thread_id": 10,
+                "chat": {"id": -1002, "type": "supergroup", "title": "Talk"},
+                "from": {"id": 5, "is_bot": false, "first_name": "Alice", "username": "alice"},
+                "reply_to_message": {"message_id": 10}, "text": "Safe to drink?"}}),
+            // The automatic forward, with only the older forward fields.
+            json!({"update_id": 500, "message": {
+                "message_id": 10, "date": 1_700_000_000, "is_automatic_forward": true,
+                "chat": {"id": -1002, "type": "supergroup", "title": "Talk", "username": "talk"},
+                "from": {"id": 777000, "is_bot": false, "first_name": "Telegram"},
+                "forward_from_chat": {"id": -1001, "type": "channel", "username": "news"},
+                "forward_from_message_id": 4, "caption": "Boil water"}}),
+            // A private chat, the bot's own message, a service message: skipped.
+            json!({"update_id": 502, "message": {"message_id": 1, "date": 1_700_000_000,
+                "chat": {"id": 5, "type": "private"}, "text": "/start"}}),
+            json!({"update_id": 503, "message": {"message_id": 12, "date": 1_700_000_000,
+                "chat": {"id": -1002, "type": "supergroup"}, "from": {"id": bot_id, "is_bot": true, "first_name": "Herald"},
+                "text": "Yes, after boiling."}}),
+            json!({"update_id": 504, "message": {"message_id": 13, "date": 1_700_000_000,
+                "chat": {"id": -1002, "type": "supergroup"}, "from": {"id": 6, "first_name": "Bob"},
+                "new_chat_members": [{"id": 6}]}}),
+            // Someone posting as a chat has its name.
+            json!({"update_id": 505, "message": {"message_id": 14, "date": 1_700_000_060,
+                "chat": {"id": -1002, "type": "supergroup"}, "from": {"id": 1087968824, "first_name": "Group"},
+                "sender_chat": {"id": -1003, "type": "channel", "title": "Town Hall"},
+                "message_thread_id": 10, "reply_to_message": {"message_id": 11}, "text": "We are on it."}}),
+        ];
+        let read = read_updates(&updates, Some(bot_id));
+        assert_eq!(read.count, 6);
+        assert_eq!(read.next_offset, Some(506));
+        let ids: Vec<i64> = read.messages.iter().map(|m| m.message_id).collect();
+        assert_eq!(ids, vec![11, 10, 14]);
+        let comment = &read.messages[0];
+        assert_eq!(comment.author, "alice");
+        assert_eq!(comment.thread_id, Some(10));
+        assert_eq!(comment.reply_to_message_id, Some(10));
+        assert!(!comment.automatic_forward);
+        assert_eq!(comment.date.timestamp(), 1_700_000_000);
+        let forward = &read.messages[1];
+        assert!(forward.automatic_forward);
+        assert_eq!(forward.text, "Boil water");
+        assert_eq!(forward.chat_username.as_deref(), Some("talk"));
+        assert_eq!(
+            forward.forward_origin,
+            Some(ForwardOrigin {
+                chat_id: -1001,
+                message_id: 4,
+                username: Some("news".into())
+            })
+        );
+        assert_eq!(read.messages[2].author, "Town Hall");
+        assert_eq!(read_updates(&[], None), Updates::default());
+    }
+
+    #[test]
+    fn comment_links_prefer_the_public_channel() {
+        let public = ForwardOrigin {
+            chat_id: -1001,
+            message_id: 4,
+            username: Some("news".into()),
+        };
+        assert_eq!(
+            comment_url(-1002, None, 11, 10, Some(&public)),
+            "https://t.me/news/4?comment=11"
+        );
+        let private = ForwardOrigin {
+            username: None,
+            ..public
+        };
+        assert_eq!(
+            comment_url(-1002, Some("talk"), 11, 10, Some(&private)),
+            "https://t.me/talk/11?thread=10"
+        );
+        assert_eq!(
+            comment_url(-1001234567890, None, 11, 10, Some(&private)),
+            "https://t.me/c/1234567890/11?thread=10"
+        );
+    }
+
+    #[test]
+    fn a_bot_key_is_a_digest_of_the_token_and_debug_hides_the_token() {
+        let bot = BotAccess {
+            base: "http://x".into(),
+            token: "123:secret".into(),
+        };
+        assert_eq!(bot.key().len(), 64);
+        assert!(!bot.key().contains("secret"));
+        assert_eq!(bot.bot_id(), Some(123));
+        assert!(!format!("{bot:?}").contains("secret"));
     }
 }

@@ -25,6 +25,16 @@
 //! in the credentials). An expired token cannot be renewed: Graph code 190
 //! means the account must be reconnected.
 //!
+//! Replies (platforms.md §7.6): `GET /v1.0/{media-id}/conversation?reverse=false`
+//! lists every reply under the post at any depth, flat and oldest first,
+//! each with `replied_to` (what it answers). The poll's cursor is Graph's
+//! `after` cursor of the last page read: handed back, it makes Threads
+//! answer only the replies made since, a new answer deep in an old branch
+//! included (the list is ordered by time, not by branch). The account's own
+//! posts (thread parts, answers) are left out by id and by username (read
+//! once from `/me` when the credentials do not hold it). Answering a reply
+//! from the follow-up queue is a reply to it (`reply_to_id`), like any part.
+//!
 //! Limits: 250 posts and 1,000 replies per rolling 24 hours (read from
 //! `threads_publishing_limit`, never hard-coded: the wait is until the oldest
 //! post of the window leaves it), Graph throttling codes 4/17/32/613, and
@@ -41,6 +51,7 @@ use super::connector::{answered, clip, id_text, send_call};
 use super::graph;
 use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published};
 use super::{ConnectRequest, Connected, OAuthApp, OAuthNetwork, TokenSet};
+use super::{FetchedReply, ReplyPage, ReplyQuery};
 use crate::config::NetworkApp;
 
 /// The Graph API version Herald calls.
@@ -82,6 +93,11 @@ const MAX_MESSAGE: usize = 300;
 const MAX_PAGES: usize = 5;
 /// Looking a post up starts this long before the first attempt (clock skew).
 const LOOKUP_SLACK: chrono::Duration = chrono::Duration::minutes(10);
+/// Replies asked for per page when collecting them.
+const REPLY_PAGE: &str = "100";
+/// The reply fields reply collection reads (platforms.md §7.6).
+const REPLY_FIELDS: &str =
+    "id,text,username,permalink,timestamp,media_type,replied_to,root_post,is_reply,hide_status";
 /// Containers remembered per process (oldest dropped first).
 const MAX_REMEMBERED: usize = 10_000;
 /// A container not published within 24 hours expires.
@@ -1087,6 +1103,81 @@ impl Threads {
     }
 }
 
+impl Threads {
+    /// The account's username: from the credentials, else read from `/me`
+    /// (and kept in the credentials).
+    async fn own_username(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        auth: &Auth,
+    ) -> Result<Option<String>, ConnectorError> {
+        if let Some(name) = account
+            .credentials
+            .lock()
+            .await
+            .get(USERNAME)
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            return Ok(Some(name.to_string()));
+        }
+        let me = self
+            .get(
+                base,
+                &[VERSION, "me"],
+                &[("fields", "id,username")],
+                &auth.token,
+            )
+            .await?;
+        if !me.ok() {
+            return Err(me.failure(Some(&auth.token)));
+        }
+        let name = me.str_field("username").filter(|n| !n.is_empty());
+        if let Some(name) = &name {
+            account.credentials.lock().await.set(USERNAME, name.clone());
+        }
+        Ok(name)
+    }
+}
+
+/// One item of `/conversation` as a reply; `None` for the account's own
+/// posts and items without an id.
+fn to_reply(item: &Value, query: &ReplyQuery, own_name: Option<&str>) -> Option<FetchedReply> {
+    let id = item.get("id").and_then(id_text)?;
+    let username = item
+        .get("username")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if query.own_ids.contains(&id) || (own_name.is_some() && username.as_deref() == own_name) {
+        return None;
+    }
+    let parent_id = item
+        .get("replied_to")
+        .and_then(|r| r.get("id").and_then(id_text).or_else(|| id_text(r)))
+        .unwrap_or_else(|| query.root_id.clone());
+    let created_at = item
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .unwrap_or(query.published_at);
+    Some(FetchedReply {
+        remote_id: id,
+        parent_id: Some(parent_id),
+        author: username.unwrap_or_default(),
+        text: item
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        created_at,
+        url: item
+            .get("permalink")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
 /// Store a long-lived token answer `{access_token, token_type, expires_in}`.
 fn store_long_lived(
     credentials: &mut Credentials,
@@ -1224,6 +1315,74 @@ impl Connector for Threads {
         self.refresh_locked(&mut credentials, &base, Utc::now())
             .await
     }
+
+    /// Every reply under the post (at any depth) made after the cursor,
+    /// oldest first, without the account's own. See the module
+    /// documentation for the cursor.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let base = self.base(account);
+        let auth = self.auth(account, &base).await?;
+        let root = query.root_id.trim();
+        if root.is_empty() {
+            return Err(ConnectorError::Rejected {
+                message: "no Threads post id to read the replies of".into(),
+                status: None,
+            });
+        }
+        let own_name = self.own_username(account, &base, &auth).await?;
+        let mut after = query.cursor.clone().filter(|c| !c.is_empty());
+        let mut cursor = None;
+        let mut items: Vec<Value> = Vec::new();
+        for _ in 0..graph::MAX_REPLY_PAGES {
+            let mut params = vec![
+                ("reverse", "false"),
+                ("fields", REPLY_FIELDS),
+                ("limit", REPLY_PAGE),
+            ];
+            if let Some(a) = after.as_deref() {
+                params.push(("after", a));
+            }
+            let answer = self
+                .get(
+                    &base,
+                    &[VERSION, root, "conversation"],
+                    &params,
+                    &auth.token,
+                )
+                .await?;
+            if !answer.ok() {
+                return Err(answer.failure(Some(&auth.token)));
+            }
+            let page = answer
+                .body
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if page.is_empty() {
+                break;
+            }
+            items.extend(page);
+            let paging = graph::Paging::of(&answer.body);
+            if paging.after.is_some() {
+                cursor = paging.after.clone();
+            }
+            if paging.next.is_none() || paging.after.is_none() {
+                break;
+            }
+            after = paging.after;
+        }
+        let mut replies: Vec<FetchedReply> = items
+            .iter()
+            .filter_map(|item| to_reply(item, query, own_name.as_deref()))
+            .collect();
+        replies.sort_by_key(|r| r.created_at);
+        Ok(ReplyPage { replies, cursor })
+    }
 }
 
 impl OAuthNetwork for Threads {
@@ -1328,6 +1487,30 @@ mod tests {
             e["error_subcode"] = json!(s);
         }
         error(status, json!({ "error": e }))
+    }
+
+    #[test]
+    fn conversation_items_become_replies_without_the_accounts_own() {
+        let query = ReplyQuery {
+            root_id: "10".into(),
+            own_ids: vec!["10".into(), "11".into()],
+            cursor: None,
+            published_at: Utc::now(),
+        };
+        let item = json!({"id": "12", "text": "Safe?", "username": "bea", "permalink": "https://threads/p/1",
+            "timestamp": "2026-11-25T09:00:00+0000", "replied_to": {"id": "11"}});
+        let reply = to_reply(&item, &query, Some("kettleco")).unwrap();
+        assert_eq!(reply.parent_id.as_deref(), Some("11"));
+        assert_eq!(reply.author, "bea");
+        assert_eq!(reply.url.as_deref(), Some("https://threads/p/1"));
+        let top = json!({"id": "13", "text": "Hi"});
+        assert_eq!(
+            to_reply(&top, &query, None).unwrap().parent_id.as_deref(),
+            Some("10")
+        );
+        let mine = json!({"id": "14", "username": "kettleco"});
+        assert!(to_reply(&mine, &query, Some("kettleco")).is_none());
+        assert!(to_reply(&json!({"id": "11"}), &query, None).is_none());
     }
 
     #[test]
@@ -1460,6 +1643,7 @@ mod tests {
         reply.reply_to = Some(ReplyTarget {
             root_id: "1".into(),
             parent_id: "2".into(),
+            answers_reply: false,
         });
         reply.media = vec![MediaItem {
             url: "https://example.org/a.jpg".into(),
@@ -1547,6 +1731,7 @@ mod tests {
         part.reply_to = Some(ReplyTarget {
             root_id: "2".into(),
             parent_id: "2".into(),
+            answers_reply: false,
         });
         assert_eq!(find_in_page(&items, &part), Some(("4".into(), None)));
         assert_eq!(find_in_page(&items, &post("Part two")), None);

@@ -20,6 +20,19 @@
 //! out, so the connector looks the post up in the user's timeline
 //! (`GET /2/users/:id/tweets?start_time=<first attempt>`), matching the text
 //! and the replied-to parent. `reconcile` does the same lookup.
+//!
+//! Replies: recent search, `GET /2/tweets/search/recent` with
+//! `query=conversation_id:<first part>` (every post of the conversation at
+//! any depth shares that id), the author expanded to its username. X's
+//! polling pattern: results come newest first and are followed through
+//! `next_token` (which never expires) to the end; the next poll passes the
+//! `newest_id` of that sweep's first page as `since_id`. A sweep longer
+//! than [`MAX_REPLY_PAGES`] pages stops there and its cursor resumes it
+//! (same `since_id`, the pending `next_token`) on the next poll, so a reply
+//! is never skipped at a page boundary. The user's own posts (by
+//! `author_id`) and Herald's parts are left out. Recent search covers the
+//! last 7 days, as long as Herald tracks a post. An answer to a reply is a
+//! post with `reply.in_reply_to_tweet_id` = the reply.
 
 use std::time::Duration;
 
@@ -34,7 +47,10 @@ use super::connector::{
 };
 pub use super::connector::{multipart_body, sniff_image_type};
 use super::text::web_link_ranges;
-use super::{AccountSession, Connector, ConnectorError, Credentials, Post, Published};
+use super::{
+    AccountSession, Connector, ConnectorError, Credentials, FetchedReply, Post, Published,
+    ReplyPage, ReplyQuery,
+};
 use super::{ConnectRequest, Connected, OAuthApp, OAuthNetwork, TokenSet};
 use crate::config::NetworkApp;
 
@@ -67,6 +83,13 @@ const MAX_ALT_CHARS: usize = 1000;
 const MAX_MESSAGE: usize = 300;
 /// X's answer to a repeated text.
 const DUPLICATE_CONTENT: &str = "duplicate content";
+/// Largest page of recent search (10 to 100).
+const REPLY_PAGE_SIZE: usize = 100;
+/// Pages one reply poll follows before it stops and resumes next time.
+pub const MAX_REPLY_PAGES: usize = 10;
+/// What a reply poll asks of each post and its author.
+const REPLY_TWEET_FIELDS: &str =
+    "author_id,created_at,conversation_id,in_reply_to_user_id,referenced_tweets";
 
 /// The credential fields this connector reads and writes.
 const ACCESS_TOKEN: &str = "access_token";
@@ -981,6 +1004,90 @@ impl Connector for X {
         Ok(())
     }
 
+    /// Recent search of the conversation, newest first, every page of the
+    /// sweep (bounded; see the module notes); the replies oldest first.
+    async fn replies(
+        &self,
+        account: &AccountSession,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        let root = query.root_id.trim();
+        if !valid_id(root) {
+            return Err(ConnectorError::Rejected {
+                message: format!("'{root}' is not an X post id"),
+                status: None,
+            });
+        }
+        let base = self.base(account);
+        let auth = self.auth(account, &base).await?;
+        let (user_id, _) = self
+            .user(account, &base, &auth)
+            .await
+            .map_err(ConnectorError::retryable)?;
+        let mut sweep = ReplyCursor::parse(query.cursor.as_deref());
+        let mut found: Vec<FetchedReply> = Vec::new();
+        let mut restarts = 0;
+        let mut pages = 0;
+        while pages < MAX_REPLY_PAGES {
+            pages += 1;
+            let params = sweep.params(root);
+            let (reply, _) = self
+                .call(account, &base, false, |bearer| {
+                    self.http
+                        .get(format!("{base}/2/tweets/search/recent"))
+                        .query(&params)
+                        .bearer_auth(bearer)
+                })
+                .await?;
+            if reply.status == 400 && restarts < 2 {
+                // A pending token, or a `since_id` past the 7 days of recent
+                // search, that X no longer takes: sweep again from the last
+                // complete poll, then from scratch (a repeat is stored once).
+                if sweep.next_token.take().is_some() {
+                    sweep.newest = None;
+                    restarts += 1;
+                    continue;
+                }
+                if sweep.since_id.take().is_some() {
+                    restarts += 1;
+                    continue;
+                }
+            }
+            if reply.status != 200 {
+                let error = classify(&reply, Utc::now()).retryable();
+                if found.is_empty() {
+                    return Err(error);
+                }
+                // Keep what was read; the cursor resumes at the failed page.
+                tracing::warn!(%error, "X reply poll stopped early; resuming next time");
+                return Ok(sweep.page(found));
+            }
+            let users = usernames(&reply.body);
+            for tweet in reply.body["data"].as_array().into_iter().flatten() {
+                let Some(found_reply) = search_reply(tweet, &users) else {
+                    continue;
+                };
+                let own = tweet["author_id"].as_str() == Some(user_id.as_str())
+                    || query.own_ids.contains(&found_reply.remote_id);
+                if !own {
+                    found.push(found_reply);
+                }
+            }
+            let meta = &reply.body["meta"];
+            if sweep.newest.is_none() {
+                sweep.newest = meta["newest_id"].as_str().map(str::to_string);
+            }
+            match meta["next_token"].as_str().filter(|t| !t.is_empty()) {
+                Some(next) => sweep.next_token = Some(next.to_string()),
+                None => {
+                    sweep.finish();
+                    return Ok(sweep.page(found));
+                }
+            }
+        }
+        Ok(sweep.page(found))
+    }
+
     /// The `refresh_token` grant, under the account's credentials lock.
     /// Without a refresh token, the stored expiry stands.
     async fn refresh(
@@ -994,6 +1101,138 @@ impl Connector for X {
         }
         self.refresh_locked(&mut credentials, &base).await
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+// ---------------------------------------------------------------------------------------------
+
+/// Where a reply poll stands. Written as the cursor: `<since_id>` between
+/// sweeps (`-` before the first one ended with a result), or
+/// `<since_id> <newest_id> <next_token>` in the middle of a sweep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyCursor {
+    /// Posts up to this id were handed back by complete sweeps.
+    pub since_id: Option<String>,
+    /// The newest id of the current sweep (its first page's `newest_id`).
+    pub newest: Option<String>,
+    /// The page the current sweep goes on with.
+    pub next_token: Option<String>,
+}
+
+impl ReplyCursor {
+    /// A stored cursor; anything unreadable starts afresh (a repeat is
+    /// stored once, a gap would be lost).
+    pub fn parse(cursor: Option<&str>) -> ReplyCursor {
+        let id = |s: &str| valid_id(s).then(|| s.to_string());
+        let parts: Vec<&str> = cursor.unwrap_or("").split_whitespace().collect();
+        match parts.as_slice() {
+            [since] => ReplyCursor {
+                since_id: id(since),
+                ..ReplyCursor::default()
+            },
+            [since, newest, token] if valid_id(newest) && (*since == "-" || valid_id(since)) => {
+                ReplyCursor {
+                    since_id: id(since),
+                    newest: id(newest),
+                    next_token: Some(token.to_string()),
+                }
+            }
+            _ => ReplyCursor::default(),
+        }
+    }
+
+    /// The query of the next page.
+    fn params(&self, root: &str) -> Vec<(&'static str, String)> {
+        let mut params = vec![
+            ("query", format!("conversation_id:{root}")),
+            ("max_results", REPLY_PAGE_SIZE.to_string()),
+            ("tweet.fields", REPLY_TWEET_FIELDS.to_string()),
+            ("expansions", "author_id".to_string()),
+            ("user.fields", "username".to_string()),
+        ];
+        if let Some(since) = &self.since_id {
+            params.push(("since_id", since.clone()));
+        }
+        if let Some(token) = &self.next_token {
+            params.push(("next_token", token.clone()));
+        }
+        params
+    }
+
+    /// The sweep reached its last page: the next one starts after its newest post.
+    fn finish(&mut self) {
+        if let Some(newest) = self.newest.take() {
+            self.since_id = Some(newest);
+        }
+        self.next_token = None;
+    }
+
+    /// The cursor as stored: `None` when nothing changed.
+    pub fn encode(&self) -> Option<String> {
+        match (&self.next_token, &self.newest) {
+            (Some(token), Some(newest)) => Some(format!(
+                "{} {newest} {token}",
+                self.since_id.as_deref().unwrap_or("-")
+            )),
+            _ => self.since_id.clone(),
+        }
+    }
+
+    /// The poll's answer: `found` oldest first, and this cursor.
+    fn page(&self, mut found: Vec<FetchedReply>) -> ReplyPage {
+        found.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.remote_id.len().cmp(&b.remote_id.len()))
+                .then(a.remote_id.cmp(&b.remote_id))
+        });
+        found.dedup_by(|a, b| a.remote_id == b.remote_id);
+        ReplyPage {
+            replies: found,
+            cursor: self.encode(),
+        }
+    }
+}
+
+/// `includes.users`: user id → username.
+fn usernames(body: &Value) -> std::collections::HashMap<String, String> {
+    body["includes"]["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| Some((id_text(&u["id"])?, u["username"].as_str()?.to_string())))
+        .collect()
+}
+
+/// A post of the search as a reply: its username, its text with X's
+/// entities (`&amp;`, `&lt;`, `&gt;`) decoded, the post it replies to.
+fn search_reply(
+    tweet: &Value,
+    users: &std::collections::HashMap<String, String>,
+) -> Option<FetchedReply> {
+    let id = id_text(&tweet["id"])?;
+    let author = tweet["author_id"]
+        .as_str()
+        .and_then(|a| users.get(a))
+        .cloned();
+    let text = tweet["text"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    Some(FetchedReply {
+        url: Some(post_url(author.as_deref(), &id)),
+        parent_id: replied_to(tweet),
+        author: author.unwrap_or_default(),
+        text,
+        created_at: tweet["created_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+        remote_id: id,
+    })
 }
 
 impl OAuthNetwork for X {
@@ -1272,6 +1511,53 @@ mod tests {
         let rotated: TokenSet = serde_json::from_value(json!({"access_token": "A3", "token_type": "bearer", "expires_in": 7200, "refresh_token": "new-refresh"})).unwrap();
         store_tokens(&mut credentials, &rotated, now);
         assert_eq!(credentials.get(REFRESH_TOKEN), Some("new-refresh"));
+    }
+
+    #[test]
+    fn reply_cursors_round_trip_and_a_strange_one_starts_afresh() {
+        let between = ReplyCursor::parse(Some("1700"));
+        assert_eq!(between.since_id.as_deref(), Some("1700"));
+        assert_eq!(between.encode().as_deref(), Some("1700"));
+        let mid = ReplyCursor::parse(Some("1700 1800 b26v89c19zqg8o3f"));
+        assert_eq!(mid.newest.as_deref(), Some("1800"));
+        assert_eq!(mid.next_token.as_deref(), Some("b26v89c19zqg8o3f"));
+        assert_eq!(mid.encode().as_deref(), Some("1700 1800 b26v89c19zqg8o3f"));
+        let first = ReplyCursor::parse(Some("- 1800 tok"));
+        assert_eq!(first.since_id, None);
+        assert_eq!(first.encode().as_deref(), Some("- 1800 tok"));
+        let mut done = mid.clone();
+        done.finish();
+        assert_eq!(done.encode().as_deref(), Some("1800"));
+        assert_eq!(
+            ReplyCursor::parse(Some("not an id")),
+            ReplyCursor::default()
+        );
+        assert_eq!(ReplyCursor::parse(None).encode(), None);
+        let params = mid.params("42");
+        assert!(params.contains(&("query", "conversation_id:42".to_string())));
+        assert!(params.contains(&("since_id", "1700".to_string())));
+        assert!(params.contains(&("next_token", "b26v89c19zqg8o3f".to_string())));
+    }
+
+    #[test]
+    fn a_search_result_becomes_a_reply_with_its_username_and_parent() {
+        let users = usernames(&json!({"includes": {"users": [
+            {"id": "7", "name": "Bob B", "username": "bob"}
+        ]}}));
+        let tweet = json!({
+            "id": "99",
+            "text": "@cityhall a &amp; b &lt;c&gt;",
+            "author_id": "7",
+            "created_at": "2026-01-01T09:00:00.000Z",
+            "referenced_tweets": [{"type": "quoted", "id": "5"}, {"type": "replied_to", "id": "42"}],
+        });
+        let reply = search_reply(&tweet, &users).unwrap();
+        assert_eq!(reply.author, "bob");
+        assert_eq!(reply.text, "@cityhall a & b <c>");
+        assert_eq!(reply.parent_id.as_deref(), Some("42"));
+        assert_eq!(reply.url.as_deref(), Some("https://x.com/bob/status/99"));
+        let unknown = search_reply(&json!({"id": "100", "author_id": "8"}), &users).unwrap();
+        assert_eq!(unknown.url.as_deref(), Some("https://x.com/i/status/100"));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum Kind {
     Crisis,
     /// Ordinary communication.
     Routine,
+    /// A response template for the follow-up queue (`POST
+    /// /v1/replies/{id}/respond` with `template_id`): approved like any
+    /// statement, with `{author}` placeholders; never scheduled itself.
+    Response,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -64,7 +68,7 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(Kind { Crisis => "crisis", Routine => "routine" });
+text_enum!(Kind { Crisis => "crisis", Routine => "routine", Response => "response" });
 text_enum!(Severity { Minor => "minor", Moderate => "moderate", Severe => "severe" });
 text_enum!(Status {
     Draft => "draft",
@@ -92,8 +96,10 @@ pub fn effective_severity(
     match (kind, severity) {
         (Kind::Crisis, None) => Ok(Some(Severity::Moderate)),
         (Kind::Crisis, some) => Ok(some),
-        (Kind::Routine, None) => Ok(None),
-        (Kind::Routine, Some(_)) => Err("only crisis statements have a severity".into()),
+        (Kind::Routine | Kind::Response, None) => Ok(None),
+        (Kind::Routine | Kind::Response, Some(_)) => {
+            Err("only crisis statements have a severity".into())
+        }
     }
 }
 

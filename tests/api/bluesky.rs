@@ -764,3 +764,187 @@ async fn bluesky_check_reads_the_session_refreshing_it_when_expired() {
     let error = connector().check(&account).await.unwrap_err();
     assert_eq!(error.class(), "auth_revoked");
 }
+
+// --- replies ----------------------------------------------------------------------------------
+
+/// Publish `texts` as a thread (each part answering the one before), with
+/// the record keys (TIDs) Bluesky needs.
+async fn publish_thread(account: &AccountSession, texts: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for text in texts {
+        let next = Post {
+            idempotency_key: next_tid(),
+            ..kit::next_part(text, &ids)
+        };
+        let published = connector().publish(account, &next).await.unwrap();
+        ids.push(published.remote_id);
+    }
+    ids
+}
+
+/// A three-part thread with replies from the public: to the first part,
+/// to the second, and a reply to that reply.
+async fn thread_with_replies() -> (FakeBluesky, AccountSession, Vec<String>, Vec<String>) {
+    let (fake, account) = setup().await;
+    let ids = publish_thread(&account, &kit::THREAD).await;
+    let first = fake
+        .add_reply(&ids[0], "alice.bsky.social", "Is the tap water safe? 🚰")
+        .unwrap();
+    let second = fake
+        .add_reply(&ids[1], "bob.example.com", "Which streets exactly?")
+        .unwrap();
+    let third = fake
+        .add_reply(&second, "carol.bsky.social", "Mine too.")
+        .unwrap();
+    (fake, account, ids, vec![first, second, third])
+}
+
+#[tokio::test]
+async fn bluesky_replies_come_oldest_first_at_any_depth_without_our_posts() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let bluesky = connector();
+
+    let page = kit::Poller::new(&bluesky, &account, &ids).poll(None).await;
+
+    kit::assert_replies(
+        &page,
+        &[
+            (
+                &replies[0],
+                &ids[0],
+                "alice.bsky.social",
+                "Is the tap water safe? 🚰",
+            ),
+            (
+                &replies[1],
+                &ids[1],
+                "bob.example.com",
+                "Which streets exactly?",
+            ),
+            (&replies[2], &replies[1], "carol.bsky.social", "Mine too."),
+        ],
+    );
+    let rkey = replies[0].rsplit('/').next().unwrap();
+    assert_eq!(
+        page.replies[0].url.as_deref(),
+        Some(format!("https://bsky.app/profile/alice.bsky.social/post/{rkey}").as_str())
+    );
+    let posts = fake.posts();
+    for reply in &page.replies {
+        let record = posts.iter().find(|p| p.uri == reply.remote_id).unwrap();
+        let created = chrono::DateTime::parse_from_rfc3339(&record.created_at).unwrap();
+        assert_eq!(reply.created_at, created);
+        assert_eq!(
+            record.reply.as_ref().unwrap().root_uri,
+            ids[0],
+            "rooted at our post"
+        );
+    }
+    assert_eq!(fake.requests_to("app.bsky.feed.getPostThread"), 1);
+}
+
+#[tokio::test]
+async fn bluesky_the_cursor_hands_back_only_new_replies_and_reaches_deep_ones() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+    let first = poller.poll(None).await;
+    assert_eq!(first.replies.len(), 3);
+    let again = poller.quiet(first.cursor.clone()).await;
+
+    // Past getPostThread's default depth of 6: a chain ten deep under a reply.
+    let mut parent = replies[2].clone();
+    let mut chain = Vec::new();
+    for n in 0..10 {
+        parent = fake
+            .add_reply(
+                &parent,
+                &format!("deep{n}.bsky.social"),
+                &format!("level {n}"),
+            )
+            .unwrap();
+        chain.push(parent.clone());
+    }
+    // A client whose clock is behind: createdAt before every reply seen.
+    let behind = fake
+        .add_reply_at(
+            &ids[2],
+            "slow.bsky.social",
+            "Until which Friday?",
+            Utc::now() - chrono::Duration::hours(2),
+        )
+        .unwrap();
+    let next = poller.poll(again.cursor.clone()).await;
+    let mut expected = vec![behind];
+    expected.extend(chain);
+    assert_eq!(kit::reply_ids(&next), expected, "oldest first by createdAt");
+
+    poller.quiet(next.cursor.clone()).await;
+}
+
+#[tokio::test]
+async fn bluesky_reading_replies_maps_429_5xx_expired_and_revoked_sessions() {
+    let (fake, account, ids, _) = thread_with_replies().await;
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+
+    fake.rate_limit_next(1, Duration::from_secs(90));
+    let wait = Duration::from_secs(88)..=Duration::from_secs(91);
+    kit::assert_throttled(&poller.fail(None).await, 429, wait, "RateLimitExceeded");
+
+    fake.fail_next(1, 502);
+    kit::assert_transient(&poller.fail(None).await, 502);
+
+    // An expired access token (the AppView's 401 form) is refreshed once.
+    fake.expire_access_tokens(401);
+    assert_eq!(poller.poll(None).await.replies.len(), 3);
+    assert_eq!(fake.sessions_refreshed(HANDLE), 1);
+
+    fake.revoke_app_password(HANDLE);
+    kit::assert_revoked(&poller.fail(None).await, "", PASSWORD);
+
+    let (fake, account) = setup().await;
+    let did = fake.add_account(HANDLE, PASSWORD);
+    let missing = [format!("at://{did}/app.bsky.feed.post/3kzzzzzzzzzzz")];
+    let gone = kit::Poller::new(&bluesky, &account, &missing)
+        .fail(None)
+        .await;
+    kit::assert_error(&gone, "rejected", "NotFound");
+}
+
+#[tokio::test]
+async fn bluesky_answering_a_reply_roots_at_our_post_with_the_publics_post_as_parent() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+    let cursor = poller.poll(None).await.cursor;
+    let answer = Post {
+        idempotency_key: next_tid(),
+        ..kit::answer(&ids[0], &replies[2], "Yes, on both sides of the river.")
+    };
+
+    let published = bluesky.publish(&account, &answer).await.unwrap();
+
+    let posts = fake.posts();
+    let record = posts.iter().find(|p| p.uri == published.remote_id).unwrap();
+    let parent = posts.iter().find(|p| p.uri == replies[2]).unwrap();
+    let root = posts.iter().find(|p| p.uri == ids[0]).unwrap();
+    let refs = record.reply.as_ref().unwrap();
+    assert_eq!(
+        (&refs.parent_uri, &refs.parent_cid),
+        (&parent.uri, &parent.cid)
+    );
+    assert_eq!((&refs.root_uri, &refs.root_cid), (&root.uri, &root.cid));
+    assert_eq!(record.handle, HANDLE);
+
+    // An unknown outcome reconciles to the same record, without a duplicate.
+    let found = bluesky.reconcile(&account, &answer).await.unwrap();
+    assert_eq!(
+        found.map(|p| p.remote_id),
+        Some(published.remote_id.clone())
+    );
+    assert_eq!(fake.posts().len(), posts.len());
+
+    // The account's own answer is never collected as a reply.
+    poller.quiet(cursor).await;
+}

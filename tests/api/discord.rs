@@ -471,3 +471,251 @@ async fn the_fake_answers_without_wait_with_204_and_reads_pages_like_discord() {
         serde_json::json!({"message": "401: Unauthorized", "code": 0})
     );
 }
+
+// --- replies ----------------------------------------------------------------------------------
+
+/// A fake with a webhook and a bot reading its channel, and the account
+/// holding both.
+async fn with_bot() -> (FakeDiscord, FakeWebhook, AccountSession) {
+    let fake = FakeDiscord::start().await;
+    let hook = fake.add_webhook("Kettle Co");
+    let bot = fake.add_bot();
+    let account = session(&hook, Some((&bot, Some(&hook.channel_id))));
+    (fake, hook, account)
+}
+
+/// A webhook, a bot, a three-part statement (a sequence of messages), and
+/// the public: a reply to the first part, one to the second, one to that
+/// reply, plus chatter and a reply to the chatter that are not ours.
+async fn thread_with_replies() -> (
+    FakeDiscord,
+    FakeWebhook,
+    AccountSession,
+    Vec<String>,
+    Vec<String>,
+) {
+    let (fake, hook, account) = with_bot().await;
+    let ids = kit::publish_thread(&connector(&fake), &account, &kit::THREAD).await;
+    let chatter = fake.post_as_user(&hook.channel_id, "anyone going to the match?");
+    let first = fake
+        .add_reply(&ids[0], "alice", "Is the tap water safe?")
+        .unwrap();
+    fake.add_reply(&chatter, "zed", "yes!").unwrap();
+    let second = fake
+        .add_reply(&ids[1], "bob", "Which streets, <north>?")
+        .unwrap();
+    let third = fake.add_reply(&second, "carol", "Mine too.").unwrap();
+    (fake, hook, account, ids, vec![first, second, third])
+}
+
+/// A fake whose account holds a bot, and one statement published to it.
+async fn with_bot_and_post(text: &str) -> (FakeDiscord, FakeWebhook, AccountSession, String) {
+    let (fake, hook, account) = with_bot().await;
+    let root = connector(&fake)
+        .publish(&account, &post(text))
+        .await
+        .unwrap()
+        .remote_id;
+    (fake, hook, account, root)
+}
+
+#[tokio::test]
+async fn discord_replies_need_a_bot() {
+    let fake = FakeDiscord::start().await;
+    let hook = fake.add_webhook("Kettle Co");
+    let account = session(&hook, None);
+    let discord = connector(&fake);
+    let root = discord
+        .publish(&account, &post("Statement."))
+        .await
+        .unwrap()
+        .remote_id;
+    let error = kit::Poller::new(&discord, &account, &[root])
+        .fail(None)
+        .await;
+    kit::assert_error(&error, "rejected", "bot_token");
+    assert_eq!(fake.requests_to("GET", "/channels/"), 0);
+}
+
+#[tokio::test]
+async fn discord_replies_are_the_messages_answering_our_parts_or_their_replies() {
+    let (fake, hook, account, ids, replies) = thread_with_replies().await;
+    let discord = connector(&fake);
+
+    let page = kit::Poller::new(&discord, &account, &ids).poll(None).await;
+
+    kit::assert_replies(
+        &page,
+        &[
+            (&replies[0], &ids[0], "alice", "Is the tap water safe?"),
+            (&replies[1], &ids[1], "bob", "Which streets, <north>?"),
+            (&replies[2], &replies[1], "carol", "Mine too."),
+        ],
+    );
+    assert_eq!(
+        page.replies[0].url.as_deref(),
+        Some(
+            format!(
+                "https://discord.com/channels/{}/{}/{}",
+                hook.guild_id, hook.channel_id, replies[0]
+            )
+            .as_str()
+        )
+    );
+    let messages = fake.messages();
+    for reply in &page.replies {
+        let message = messages.iter().find(|m| m.id == reply.remote_id).unwrap();
+        assert_eq!(
+            reply.created_at.timestamp_micros(),
+            message.timestamp.timestamp_micros()
+        );
+    }
+    let newest = messages.last().unwrap().id.clone();
+    assert_eq!(
+        page.cursor.as_deref(),
+        Some(format!("{newest} {}", replies.join(",")).as_str())
+    );
+}
+
+#[tokio::test]
+async fn discord_the_cursor_reads_only_new_messages_and_still_knows_earlier_replies() {
+    let (fake, _, account, ids, replies) = thread_with_replies().await;
+    let discord = connector(&fake);
+    let poller = kit::Poller::new(&discord, &account, &ids);
+    let first = poller.poll(None).await;
+    let quiet = poller.quiet(first.cursor.clone()).await;
+
+    // A reply to a reply found by the previous poll, and one to a part.
+    let deep = fake.add_reply(&replies[2], "dave", "Same here.").unwrap();
+    let fourth = fake.add_reply(&ids[2], "erin", "Until when?").unwrap();
+    let next = poller.poll(quiet.cursor.clone()).await;
+    kit::assert_replies(
+        &next,
+        &[
+            (&deep, &replies[2], "dave", "Same here."),
+            (&fourth, &ids[2], "erin", "Until when?"),
+        ],
+    );
+    // Every read started after the newest message already read.
+    let after: Vec<&str> = next.cursor.as_deref().unwrap().split(' ').collect();
+    assert_eq!(after.len(), 2);
+    assert!(after[1].split(',').any(|id| id == deep));
+}
+
+#[tokio::test]
+async fn discord_a_poll_follows_the_pages_of_a_busy_channel() {
+    let (fake, hook, account, root) = with_bot_and_post("Road closed.").await;
+    let mut expected = Vec::new();
+    for i in 0..250 {
+        fake.post_as_user(&hook.channel_id, &format!("chatter {i}"));
+        if i % 50 == 0 {
+            expected.push(fake.add_reply(&root, &format!("user{i}"), "why?").unwrap());
+        }
+    }
+
+    let discord = connector(&fake);
+    let page = kit::Poller::new(&discord, &account, &[root])
+        .poll(None)
+        .await;
+
+    assert_eq!(kit::reply_ids(&page), expected);
+    assert_eq!(
+        fake.requests_to("GET", "/channels/"),
+        3,
+        "255 messages: 3 pages"
+    );
+}
+
+#[tokio::test]
+async fn discord_reading_replies_maps_429_5xx_and_a_revoked_bot() {
+    let (fake, hook, _, ids, _) = thread_with_replies().await;
+    let bot = fake.add_bot();
+    let account = session(&hook, Some((&bot, Some(&hook.channel_id))));
+    let discord = connector(&fake);
+    let poller = kit::Poller::new(&discord, &account, &ids);
+    // The bot's user id is asked once, before the faults are armed.
+    poller.poll(None).await;
+
+    fake.rate_limit_next(1, Duration::from_millis(2500), false);
+    let wait = Duration::from_millis(2500)..=Duration::from_millis(2500);
+    kit::assert_throttled(
+        &poller.fail(None).await,
+        429,
+        wait,
+        "You are being rate limited",
+    );
+
+    fake.fail_next(1, 502);
+    kit::assert_transient(&poller.fail(None).await, 502);
+
+    fake.revoke_bot(&bot);
+    let error = poller.fail(None).await;
+    kit::assert_revoked(&error, "bot_token", &bot);
+    assert_eq!(error.status(), Some(401));
+}
+
+#[tokio::test]
+async fn discord_a_rate_limit_on_a_later_page_keeps_what_was_read() {
+    let (fake, hook, account, root) = with_bot_and_post("Road closed.").await;
+    let early = fake.add_reply(&root, "early", "first!").unwrap();
+    for i in 0..120 {
+        fake.post_as_user(&hook.channel_id, &format!("chatter {i}"));
+    }
+    let late = fake.add_reply(&root, "late", "still closed?").unwrap();
+    // `/users/@me` and page 1 go through; page 2 is limited.
+    fake.faults_after(2);
+    fake.rate_limit_next(1, Duration::from_secs(1), false);
+
+    let discord = connector(&fake);
+    let poller = kit::Poller::new(&discord, &account, &[root]);
+    let partial = poller.poll(None).await;
+    assert_eq!(kit::reply_ids(&partial), vec![early]);
+    let rest = poller.poll(partial.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&rest), vec![late]);
+}
+
+#[tokio::test]
+async fn discord_answering_a_reply_is_a_bot_reply_that_notifies_only_its_author() {
+    let (fake, hook, account, ids, replies) = thread_with_replies().await;
+    let discord = connector(&fake);
+    let poller = kit::Poller::new(&discord, &account, &ids);
+    let cursor = poller.poll(None).await.cursor;
+    let answer = kit::answer(&ids[0], &replies[0], "Yes, it is safe again. @everyone");
+
+    let published = discord.publish(&account, &answer).await.unwrap();
+
+    let messages = fake.messages();
+    let sent = messages
+        .iter()
+        .find(|m| m.id == published.remote_id)
+        .unwrap();
+    assert!(sent.by_bot && sent.webhook_id.is_none());
+    assert_eq!(sent.reference.as_deref(), Some(replies[0].as_str()));
+    assert_eq!(sent.channel_id, hook.channel_id);
+    assert_eq!(
+        sent.allowed_mentions,
+        Some(serde_json::json!({"parse": [], "replied_user": true}))
+    );
+    assert_eq!(sent.nonce.as_ref().map(String::len), Some(25));
+    assert_eq!(fake.execute_requests(), 3, "the webhook did not send it");
+    assert_eq!(fake.requests_to("POST", "/channels/"), 1);
+
+    // The same delivery again (a retry): the nonce returns the same message.
+    let again = discord.publish(&account, &answer).await.unwrap();
+    assert_eq!(again.remote_id, published.remote_id);
+    // Reconciling after an unknown outcome finds it.
+    let found = discord.reconcile(&account, &answer).await.unwrap();
+    assert_eq!(
+        found.map(|p| p.remote_id),
+        Some(published.remote_id.clone())
+    );
+    assert_eq!(fake.messages().len(), messages.len(), "no duplicate");
+
+    // The bot's own answer is never collected, even if the query omits it.
+    poller.quiet(cursor).await;
+
+    // Without a bot, an answer cannot be made.
+    let webhook_only = session(&hook, None);
+    let error = discord.publish(&webhook_only, &answer).await.unwrap_err();
+    kit::assert_error(&error, "rejected", "needs a bot");
+}

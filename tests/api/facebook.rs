@@ -302,3 +302,170 @@ async fn missing_credentials_are_refused_before_any_request() {
     assert_eq!(error.class(), "auth_revoked");
     assert_eq!(fake.post_requests(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replies (issue 5)
+// ---------------------------------------------------------------------------------------------
+
+fn stored(fake: &FakeFacebook, id: &str) -> herald::fakes::facebook::FakeFbPost {
+    fake.posts()
+        .into_iter()
+        .find(|p| p.id == id)
+        .expect("stored")
+}
+
+/// A Page of a fake, its connector and account, and the Page's post
+/// "Recall." (its remote id).
+async fn page_post() -> (FakeFacebook, FakePage, Facebook, AccountSession, String) {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let account = session(&page);
+    let root = fb
+        .publish(&account, &post("Recall."))
+        .await
+        .unwrap()
+        .remote_id;
+    (fake, page, fb, account, root)
+}
+
+#[tokio::test]
+async fn replies_at_any_depth_come_oldest_first_and_each_poll_only_brings_the_new_ones() {
+    let (fake, page) = page_fake().await;
+    let fb = connector(&fake);
+    let account = session(&page);
+    let ids = kit::publish_thread(&fb, &account, &kit::THREAD).await;
+    let poller = kit::Poller::new(&fb, &account, &ids);
+
+    let a = fake.add_reply(&ids[0], "Bea Martin", "Is tap water safe?");
+    let b = fake.add_reply(&ids[2], "Carl Diaz", "Which Friday?");
+    let c = fake.add_reply(&a, "Dan Wu", "Boil it, Bea.");
+    let first = poller.poll(None).await;
+    // The Page's own thread parts are not replies.
+    kit::assert_replies(
+        &first,
+        &[
+            (&a, &ids[0], "Bea Martin", "Is tap water safe?"),
+            (&b, &ids[2], "Carl Diaz", "Which Friday?"),
+            (&c, &a, "Dan Wu", "Boil it, Bea."),
+        ],
+    );
+    for reply in &first.replies {
+        let s = stored(&fake, &reply.remote_id);
+        assert_eq!(reply.url.as_deref(), Some(s.permalink_url.as_str()));
+        assert_eq!(reply.created_at.timestamp(), s.created_time.timestamp());
+    }
+    let reply_url = first.replies[2].url.clone().unwrap();
+    assert!(reply_url.contains("reply_comment_id="), "{reply_url}");
+    let cursor = first.cursor.clone().expect("a cursor");
+
+    // Nothing new: nothing returned, and the cursor is kept.
+    let none = poller.quiet(Some(cursor.clone())).await;
+    assert_eq!(none.cursor, None);
+
+    // A new answer to the OLD first comment, a new comment on the post, and
+    // the Page answering: only the public's two, in order.
+    let d = fake.add_reply(&a, "Eve Roy", "Bea, see the notice.");
+    fb.publish(
+        &account,
+        &kit::answer(&ids[0], &b, "This Friday, the 28th."),
+    )
+    .await
+    .unwrap();
+    let e = fake.add_reply(&ids[0], "Fay Lam", "Thanks.");
+    let second = poller.poll(Some(cursor)).await;
+    kit::assert_replies(
+        &second,
+        &[
+            (&d, &a, "Eve Roy", "Bea, see the notice."),
+            (&e, &ids[0], "Fay Lam", "Thanks."),
+        ],
+    );
+    assert!(second.cursor.is_some());
+    let requests = fake.requests_to(&format!("/{}/comments", ids[0]));
+    assert!(requests >= 3, "{requests}");
+}
+
+#[tokio::test]
+async fn a_poll_follows_every_page_up_to_its_budget_and_the_next_one_resumes() {
+    let (fake, _, fb, account, root) = page_post().await;
+    let poller = kit::Poller::new(&fb, &account, std::slice::from_ref(&root));
+    fake.set_page_size(2);
+    let mut added = Vec::new();
+    for n in 0..7 {
+        added.push(fake.add_reply(&root, "Gil", &format!("Question {n}")));
+    }
+    let all = poller.poll(None).await;
+    assert_eq!(kit::reply_ids(&all), added, "four pages of two");
+
+    // Twelve more, a page of one each: ten pages in this poll, the rest in the next.
+    fake.set_page_size(1);
+    let mut more = Vec::new();
+    for n in 0..12 {
+        more.push(fake.add_reply(&added[n % 7], "Hana", &format!("Answer {n}")));
+    }
+    let before = fake.requests_to(&format!("/{root}/comments"));
+    let first = poller.poll(all.cursor.clone()).await;
+    assert_eq!(
+        fake.requests_to(&format!("/{root}/comments")) - before,
+        10,
+        "at most ten pages a poll"
+    );
+    let rest = poller.poll(first.cursor.clone()).await;
+    assert_eq!(first.replies.len(), 10);
+    let got = [kit::reply_ids(&first), kit::reply_ids(&rest)].concat();
+    assert_eq!(got, more, "none lost, none twice");
+}
+
+#[tokio::test]
+async fn reading_replies_is_throttled_failed_and_revoked_like_publishing() {
+    let (fake, page, fb, account, root) = page_post().await;
+    let poller = kit::Poller::new(&fb, &account, std::slice::from_ref(&root));
+    fake.add_reply(&root, "Bea", "Hello?");
+
+    // Meta throttles with 400, not 429.
+    fake.rate_limit_reads_next(1, 7);
+    let wait = Duration::from_secs(7 * 60)..=Duration::from_secs(7 * 60);
+    kit::assert_throttled(&poller.fail(None).await, 400, wait, "");
+
+    fake.fail_reads_next(1, 503);
+    kit::assert_transient(&poller.fail(None).await, 503);
+
+    // The fault is spent: the poll works again.
+    assert_eq!(poller.poll(None).await.replies.len(), 1);
+
+    fake.revoke(&page.token, Some(460));
+    kit::assert_revoked(&poller.fail(None).await, "reconnect", &page.token);
+}
+
+#[tokio::test]
+async fn an_answer_is_a_comment_on_the_comment_and_is_reconciled_once() {
+    let (fake, _, fb, account, root) = page_post().await;
+    let question = fake.add_reply(&root, "Bea", "Where do I bring it?");
+
+    let sent = fb
+        .publish(
+            &account,
+            &kit::answer(&root, &question, "To any shop, Bea."),
+        )
+        .await
+        .unwrap();
+    let s = stored(&fake, &sent.remote_id);
+    assert_eq!(s.kind, "comment");
+    assert_eq!(s.parent_id.as_deref(), Some(question.as_str()));
+    assert_eq!(s.from_id, None, "from the Page");
+    assert!(fake.requests_to(&format!("/{question}/comments")) >= 1);
+
+    // Lost answer: reconciliation finds it; no second copy.
+    let lost = kit::answer(&root, &question, "Or by post.");
+    let found =
+        kit::lost_then_reconciled(&fb, &fb, &account, &lost, || fake.drop_after_store_next(1))
+            .await;
+    let copies: Vec<_> = fake
+        .posts()
+        .into_iter()
+        .filter(|p| p.message == "Or by post.")
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(found.remote_id, copies[0].id);
+    assert_eq!(copies[0].parent_id.as_deref(), Some(question.as_str()));
+}

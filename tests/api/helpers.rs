@@ -101,6 +101,17 @@ pub fn test_settings(database_url: &str, secret_key: &str) -> Settings {
             ..Default::default()
         },
         networks: Default::default(),
+        // Jobs look for due work every second; the cadence itself is the
+        // default one unless a test changes it.
+        replies: herald::config::ReplySettings {
+            job_s: 1,
+            ..Default::default()
+        },
+        webhooks: herald::config::WebhookSettings {
+            job_s: 1,
+            retry_s: 1,
+            ..Default::default()
+        },
     }
 }
 

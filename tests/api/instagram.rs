@@ -368,3 +368,193 @@ async fn a_cap_error_on_publish_waits_for_the_window_too() {
         "before publishing, and after the cap error"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replies (issue 5)
+// ---------------------------------------------------------------------------------------------
+
+/// A fake account, its connector and session, and a published image post
+/// with a correction comment of the account: the `own_ids` of a delivery.
+async fn published() -> (
+    FakeInstagram,
+    FakeIgAccount,
+    Instagram,
+    AccountSession,
+    Vec<String>,
+) {
+    let (fake, acct) = fake_account().await;
+    let ig = connector(&fake);
+    let account = session(&acct, chrono::Duration::hours(1));
+    let root = ig
+        .publish(&account, &post("Recall."))
+        .await
+        .unwrap()
+        .remote_id;
+    let correction = kit::thread_part("Lot 42 only.", 1, Some((&root, &root)));
+    let comment = ig.publish(&account, &correction).await.unwrap().remote_id;
+    (fake, acct, ig, account, vec![root, comment])
+}
+
+/// The stored comment a `comment:<id>` remote id names.
+fn stored_comment(
+    fake: &FakeInstagram,
+    remote_id: &str,
+) -> herald::fakes::instagram::FakeIgComment {
+    let id = remote_id.trim_start_matches("comment:");
+    fake.comments().into_iter().find(|c| c.id == id).unwrap()
+}
+
+#[tokio::test]
+async fn comments_and_replies_come_oldest_first_and_a_new_reply_to_an_old_comment_is_found() {
+    let (fake, _, ig, account, own) = published().await;
+    let poller = kit::Poller::new(&ig, &account, &own);
+    let correction = own[1].trim_start_matches("comment:").to_string();
+
+    let a = fake.add_reply(&own[0], "bea", "Which lots?");
+    let b = fake.add_reply(&a, "carl", "Same question.");
+    let c = fake.add_reply(&b, "dan", "Read the correction.");
+    let d = fake.add_reply(&correction, "eve", "Thanks for the detail.");
+    let first = poller.poll(None).await;
+    // The account's own comment is not a reply.
+    kit::assert_replies(
+        &first,
+        &[
+            (&a, &own[0], "bea", "Which lots?"),
+            (&b, &a, "carl", "Same question."),
+            // Threads are one level deep: a reply to a reply is under the comment.
+            (&c, &a, "dan", "Read the correction."),
+            (&d, &own[1], "eve", "Thanks for the detail."),
+        ],
+    );
+    let permalink = fake.media()[0].permalink.clone();
+    for (reply, comment) in first.replies.iter().zip([&a, &b, &c, &d]) {
+        let stored = stored_comment(&fake, comment);
+        assert_eq!(reply.created_at.timestamp(), stored.timestamp.timestamp());
+        assert_eq!(reply.url.as_deref(), Some(permalink.as_str()));
+    }
+    let cursor = first.cursor.clone().expect("a cursor");
+
+    // Nothing new: one read of the count, nothing returned, cursor kept.
+    let before = fake.requests_to(&format!("/{}/comments", own[0]));
+    let none = poller.quiet(Some(cursor.clone())).await;
+    assert_eq!(none.cursor, None);
+    assert_eq!(fake.requests_to(&format!("/{}/comments", own[0])), before);
+
+    // Bury the first comment three pages deep, then answer it.
+    fake.set_page_size(2);
+    let mut newer = Vec::new();
+    for n in 0..5 {
+        newer.push(fake.add_reply(&own[0], "fay", &format!("Comment {n}")));
+    }
+    let second = poller.poll(Some(cursor)).await;
+    assert_eq!(kit::reply_ids(&second), newer);
+    let late = fake.add_reply(&a, "gil", "Any news?");
+    let third = poller.poll(second.cursor.clone()).await;
+    kit::assert_replies(&third, &[(&late, &a, "gil", "Any news?")]);
+    poller.quiet(third.cursor.clone()).await;
+}
+
+#[tokio::test]
+async fn long_threads_and_many_pages_are_read_across_polls_without_loss() {
+    let (fake, _, ig, account, own) = published().await;
+    let poller = kit::Poller::new(&ig, &account, &own);
+    fake.set_page_size(2);
+    let top = fake.add_reply(&own[0], "bea", "Thread");
+    let mut expected = vec![top.clone()];
+    for n in 0..5 {
+        expected.push(fake.add_reply(&top, "carl", &format!("Reply {n}")));
+    }
+    let first = poller.poll(None).await;
+    assert_eq!(
+        kit::reply_ids(&first),
+        expected,
+        "the thread's later replies from /replies"
+    );
+    assert!(fake.requests_to(&format!("/{top}/replies")) >= 2);
+
+    // Fourteen new comments, one a page: the budget of ten requests stops
+    // the first poll; the next goes on where it stopped.
+    fake.set_page_size(1);
+    let mut more = Vec::new();
+    for n in 0..14 {
+        more.push(fake.add_reply(&own[0], "dan", &format!("Comment {n}")));
+    }
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    let mut cursor = first.cursor.clone();
+    for _ in 0..3 {
+        let page = poller.poll(cursor.clone()).await;
+        sizes.push(page.replies.len());
+        got.extend(kit::reply_ids(&page));
+        cursor = page.cursor.or(cursor);
+    }
+    // The count read, then nine pages of one; the rest next time.
+    assert_eq!(sizes, [9, 5, 0]);
+    got.sort();
+    more.sort();
+    assert_eq!(got, more, "every new comment once");
+}
+
+#[tokio::test]
+async fn reading_comments_is_throttled_failed_and_revoked_like_publishing() {
+    let (fake, acct, ig, account, own) = published().await;
+    let poller = kit::Poller::new(&ig, &account, &own);
+    fake.add_reply(&own[0], "bea", "Hello?");
+
+    fake.rate_limit_reads_next(1, 3);
+    let wait = Duration::from_secs(180)..=Duration::from_secs(180);
+    kit::assert_throttled(&poller.fail(None).await, 400, wait, "");
+    fake.fail_reads_next(1, 500);
+    kit::assert_transient(&poller.fail(None).await, 500);
+    assert_eq!(poller.poll(None).await.replies.len(), 1);
+    fake.revoke(&acct.token, Some(460));
+    kit::assert_revoked(&poller.fail(None).await, "reconnect", &acct.token);
+}
+
+#[tokio::test]
+async fn an_answer_is_a_reply_on_the_comment_and_is_reconciled_once() {
+    let (fake, acct, ig, account, own) = published().await;
+    let question = fake.add_reply(&own[0], "bea", "Refund?");
+    let follow_up = fake.add_reply(&question, "carl", "Me too?");
+
+    let sent = ig
+        .publish(
+            &account,
+            &kit::answer(&own[0], &question, "Yes, at any shop."),
+        )
+        .await
+        .unwrap();
+    let stored = stored_comment(&fake, &sent.remote_id);
+    assert_eq!(stored.parent_comment.as_deref(), Some(question.as_str()));
+    assert_eq!(stored.user_id, acct.user_id);
+    assert_eq!(fake.requests_to(&format!("/{question}/replies")), 1);
+
+    // Answering a reply goes under its comment (threads are one level deep).
+    let sent = ig
+        .publish(
+            &account,
+            &kit::answer(&own[0], &follow_up, "You too, Carl."),
+        )
+        .await
+        .unwrap();
+    let stored = stored_comment(&fake, &sent.remote_id);
+    assert_eq!(stored.parent_comment.as_deref(), Some(question.as_str()));
+
+    // A lost answer is found, not sent twice.
+    let lost = kit::answer(&own[0], &question, "Bring the receipt.");
+    let found =
+        kit::lost_then_reconciled(&ig, &ig, &account, &lost, || fake.drop_after_store_next(1))
+            .await;
+    let copies: Vec<_> = fake
+        .comments()
+        .into_iter()
+        .filter(|c| c.text == "Bring the receipt.")
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(found.remote_id, format!("comment:{}", copies[0].id));
+
+    // The account's answers are not collected as replies.
+    let page = kit::Poller::new(&ig, &account, &own).poll(None).await;
+    let authors: Vec<&str> = page.replies.iter().map(|r| r.author.as_str()).collect();
+    assert_eq!(authors, ["bea", "carl"]);
+}

@@ -1,14 +1,17 @@
 //! Builders shared by the connector-level tests: a `Post`, an
 //! `AccountSession`, and the OAuth dance against a fake network (authorize,
-//! approve, read the code from the redirect).
+//! approve, read the code from the redirect); for reply collection, a
+//! [`Poller`] of one post's replies, the [`answer`] to a reply, and the
+//! assertions on a [`ReplyPage`] and on a failed poll.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald::platforms::{
     AccountSession, Connector, ConnectorError, Credentials, MediaItem, OAuthApp, Platform, Post,
-    ReplyTarget, TokenSet,
+    Published, ReplyPage, ReplyQuery, ReplyTarget, TokenSet,
 };
 
 /// A three-part thread for the thread tests.
@@ -53,6 +56,7 @@ pub fn thread_part(text: &str, part: usize, reply_to: Option<(&str, &str)>) -> P
         reply_to: reply_to.map(|(root, parent)| ReplyTarget {
             root_id: root.into(),
             parent_id: parent.into(),
+            answers_reply: false,
         }),
         ..post(text)
     }
@@ -220,4 +224,157 @@ pub async fn publish_thread(
         ids.push(published.remote_id);
     }
     ids
+}
+
+// --- replies ----------------------------------------------------------------------------------
+
+/// The poll of the replies to a post whose parts went out as `ids` (the
+/// first is the root), from `cursor`; published five minutes ago.
+pub fn reply_query(ids: &[String], cursor: Option<String>) -> ReplyQuery {
+    ReplyQuery {
+        root_id: ids[0].clone(),
+        own_ids: ids.to_vec(),
+        cursor,
+        published_at: Utc::now() - chrono::Duration::minutes(5),
+    }
+}
+
+/// An answer from the follow-up queue: `text` in reply to the public's
+/// reply `parent`, under the post `root`.
+pub fn answer(root: &str, parent: &str, text: &str) -> Post {
+    Post {
+        reply_to: Some(ReplyTarget {
+            root_id: root.into(),
+            parent_id: parent.into(),
+            answers_reply: true,
+        }),
+        ..post(text)
+    }
+}
+
+/// The remote ids of a page's replies, in order.
+pub fn reply_ids(page: &ReplyPage) -> Vec<String> {
+    page.replies.iter().map(|r| r.remote_id.clone()).collect()
+}
+
+/// Asserts `page` holds exactly these `(id, parent, author, text)` replies,
+/// in this order (a reply without a parent never matches).
+#[track_caller]
+pub fn assert_replies(page: &ReplyPage, expected: &[(&str, &str, &str, &str)]) {
+    let got: Vec<_> = page
+        .replies
+        .iter()
+        .map(|r| {
+            (
+                r.remote_id.as_str(),
+                r.parent_id.as_deref(),
+                r.author.as_str(),
+                r.text.as_str(),
+            )
+        })
+        .collect();
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|&(id, parent, author, text)| (id, Some(parent), author, text))
+        .collect();
+    assert_eq!(got, expected, "(id, parent, author, text) of each reply");
+}
+
+/// Asserts `error` is `RateLimited` with this HTTP `status`, a wait within
+/// `wait` and a message saying `words`.
+#[track_caller]
+pub fn assert_throttled(
+    error: &ConnectorError,
+    status: u16,
+    wait: RangeInclusive<Duration>,
+    words: &str,
+) {
+    let (retry_after, got_status, message) = rate_limited(error);
+    assert_eq!(got_status, Some(status), "{error:?}");
+    assert!(
+        wait.contains(&retry_after),
+        "{retry_after:?} not in {wait:?}"
+    );
+    assert!(message.contains(words), "{message}");
+}
+
+/// Asserts `error` is `transient`, from an answer of this HTTP `status`.
+#[track_caller]
+pub fn assert_transient(error: &ConnectorError, status: u16) {
+    assert_eq!(error.class(), "transient", "{error:?}");
+    assert_eq!(error.status(), Some(status), "{error:?}");
+}
+
+/// Asserts `error` is `auth_revoked`, says `words`, and does not show the
+/// revoked `token`.
+#[track_caller]
+pub fn assert_revoked(error: &ConnectorError, words: &str, token: &str) {
+    assert_error(error, "auth_revoked", words);
+    assert!(!error.to_string().contains(token), "{error}");
+    assert!(!format!("{error:?}").contains(token), "{error:?}");
+}
+
+/// Publishes `post` with `publisher` while the fake, armed by `lose`,
+/// stores it and drops the answer: asserts `reconciler` finds nothing
+/// before, the publish fails as `unknown`, and `reconciler` then finds the
+/// post, which it returns.
+pub async fn lost_then_reconciled(
+    publisher: &impl Connector,
+    reconciler: &impl Connector,
+    account: &AccountSession,
+    post: &Post,
+    lose: impl FnOnce(),
+) -> Published {
+    let before = reconciler.reconcile(account, post).await.unwrap();
+    assert_eq!(before, None, "not sent yet");
+    lose();
+    let error = publisher.publish(account, post).await.unwrap_err();
+    assert_eq!(error.class(), "unknown", "{error:?}");
+    match reconciler.reconcile(account, post).await {
+        Ok(Some(found)) => found,
+        other => panic!("the lost post should be found, got {other:?}"),
+    }
+}
+
+/// Polls the replies to one post (its parts `ids`) with one connector and
+/// account, as reply collection does.
+pub struct Poller<'a, C> {
+    pub connector: &'a C,
+    pub account: &'a AccountSession,
+    pub ids: Vec<String>,
+}
+
+impl<'a, C: Connector> Poller<'a, C> {
+    pub fn new(connector: &'a C, account: &'a AccountSession, ids: &[String]) -> Self {
+        Poller {
+            connector,
+            account,
+            ids: ids.to_vec(),
+        }
+    }
+
+    /// One poll from `cursor` (see [`reply_query`]); it must succeed.
+    pub async fn poll(&self, cursor: Option<String>) -> ReplyPage {
+        let query = reply_query(&self.ids, cursor);
+        match self.connector.replies(self.account, &query).await {
+            Ok(page) => page,
+            Err(error) => panic!("the poll of {query:?} failed: {error:?}"),
+        }
+    }
+
+    /// One poll from `cursor` that must fail: its error.
+    pub async fn fail(&self, cursor: Option<String>) -> ConnectorError {
+        let query = reply_query(&self.ids, cursor);
+        match self.connector.replies(self.account, &query).await {
+            Ok(page) => panic!("the poll of {query:?} should fail, got {page:?}"),
+            Err(error) => error,
+        }
+    }
+
+    /// One poll from `cursor` that must find nothing new: its page.
+    pub async fn quiet(&self, cursor: Option<String>) -> ReplyPage {
+        let page = self.poll(cursor).await;
+        assert!(page.replies.is_empty(), "nothing new: {:?}", page.replies);
+        page
+    }
 }

@@ -640,3 +640,228 @@ async fn concurrent_publications_with_an_expired_token_refresh_once() {
     );
     assert_eq!(fake.posts().len(), 6);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replies (issue 5)
+// ---------------------------------------------------------------------------------------------
+
+const BEA: &str = "urn:li:person:bea";
+const CARL: &str = "urn:li:person:carl";
+const DAN: &str = "urn:li:person:dan";
+
+/// An organization account of a fake, its connector, and a published
+/// three-part thread (a post and two comments).
+async fn org_thread() -> (FakeLinkedin, AccountSession, Linkedin, Vec<String>) {
+    let fake = FakeLinkedin::start().await;
+    let member = fake.add_member("Kettle Co");
+    let org = fake.add_organization(&member.sub);
+    let account = org_account(&fake, &member, &org);
+    let linkedin = connector(&fake);
+    let ids = kit::publish_thread(&linkedin, &account, &kit::THREAD).await;
+    (fake, account, linkedin, ids)
+}
+
+/// The stored comment a comment URN names.
+fn stored_comment(fake: &FakeLinkedin, urn: &str) -> herald::fakes::linkedin::FakeComment {
+    let (_, id) = parse_comment_urn(urn).unwrap();
+    fake.comments().into_iter().find(|c| c.id == id).unwrap()
+}
+
+/// Polls with `poller` from `cursor` until a poll finds nothing (at most
+/// `polls` times), each poll within ten requests: the ids found, the
+/// cursor reached and the number of polls.
+async fn poll_until_quiet(
+    fake: &FakeLinkedin,
+    poller: &kit::Poller<'_, Linkedin>,
+    mut cursor: Option<String>,
+    polls: usize,
+) -> (Vec<String>, Option<String>, usize) {
+    let mut got = Vec::new();
+    for n in 1..=polls {
+        let before = fake.requests_to("/rest/socialActions/");
+        let page = poller.poll(cursor.clone()).await;
+        assert!(fake.requests_to("/rest/socialActions/") - before <= 10);
+        if page.replies.is_empty() {
+            return (got, cursor, n);
+        }
+        got.extend(kit::reply_ids(&page));
+        cursor = page.cursor.or(cursor);
+    }
+    panic!("the polls do not converge: {got:?}");
+}
+
+#[tokio::test]
+async fn comments_and_replies_to_comments_come_oldest_first_then_only_new_ones() {
+    let (fake, account, linkedin, ids) = org_thread().await;
+    let poller = kit::Poller::new(&linkedin, &account, &ids);
+    let a = fake.add_reply(&ids[0], BEA, "Is tap water safe?");
+    let b = fake.add_reply(&ids[2], CARL, "Which Friday?");
+    let c = fake.add_reply(&a, DAN, "Boil it, Bea.");
+    // A reply to a reply goes under the first-level comment (two levels).
+    let d = fake.add_reply(&c, CARL, "Thanks Dan.");
+    let first = poller.poll(None).await;
+    // The organization's own comments are not replies; a reply to a part
+    // names it as Herald does.
+    kit::assert_replies(
+        &first,
+        &[
+            (&a, &ids[0], BEA, "Is tap water safe?"),
+            (&b, &ids[2], CARL, "Which Friday?"),
+            (&c, &a, DAN, "Boil it, Bea."),
+            (&d, &a, CARL, "Thanks Dan."),
+        ],
+    );
+    let comments = fake.comments();
+    for reply in &first.replies {
+        let stored = comments.iter().find(|c| c.urn == reply.remote_id).unwrap();
+        assert_eq!(
+            reply.created_at.timestamp_millis(),
+            stored.created_at.timestamp_millis()
+        );
+        let url = reply.url.as_deref().unwrap();
+        assert!(
+            url.starts_with(&format!(
+                "https://www.linkedin.com/feed/update/{}?commentUrn=",
+                ids[0]
+            )),
+            "{url}"
+        );
+    }
+    assert!(first.replies[2]
+        .url
+        .as_deref()
+        .unwrap()
+        .contains("&replyUrn="));
+    let cursor = first.cursor.clone().expect("a cursor");
+
+    // Nothing new: only the post's comment counts are read.
+    let before = fake.requests_to("/rest/socialActions/");
+    let none = poller.quiet(Some(cursor.clone())).await;
+    assert_eq!(none.cursor, None);
+    assert_eq!(fake.requests_to("/rest/socialActions/") - before, 1);
+
+    // A new reply to the OLD first comment and a new comment on the post.
+    let e = fake.add_reply(&a, BEA, "Is that still true?");
+    let f = fake.add_reply(&ids[0], DAN, "Refunds where?");
+    let second = poller.poll(Some(cursor)).await;
+    kit::assert_replies(
+        &second,
+        &[
+            (&e, &a, BEA, "Is that still true?"),
+            (&f, &ids[0], DAN, "Refunds where?"),
+        ],
+    );
+    poller.quiet(second.cursor.clone()).await;
+    assert_eq!(fake.missing_restli_headers(), 0);
+}
+
+#[tokio::test]
+async fn many_pages_are_read_in_polls_of_at_most_ten_requests_without_loss() {
+    let (fake, account, linkedin, ids) = org_thread().await;
+    let poller = kit::Poller::new(&linkedin, &account, &ids);
+    fake.set_page_size(2);
+    let a = fake.add_reply(&ids[0], BEA, "First");
+    let mut expected = vec![a.clone()];
+    for n in 0..5 {
+        expected.push(fake.add_reply(&a, CARL, &format!("Reply {n}")));
+    }
+    for n in 0..4 {
+        expected.push(fake.add_reply(&ids[0], DAN, &format!("Comment {n}")));
+    }
+    let (mut got, cursor, polls) = poll_until_quiet(&fake, &poller, None, 9).await;
+    // Comments 2 and 3 of the page size: several requests in one poll.
+    assert_eq!(polls, 2, "everything in the first poll");
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // A page of one: the budget runs out, the next polls go on.
+    fake.set_page_size(1);
+    let mut more = Vec::new();
+    for n in 0..12 {
+        more.push(fake.add_reply(&ids[0], BEA, &format!("More {n}")));
+    }
+    more.push(fake.add_reply(&a, DAN, "Late reply"));
+    let (mut got, _, polls) = poll_until_quiet(&fake, &poller, cursor, 7).await;
+    assert!(polls > 2, "the budget spreads them over polls: {polls}");
+    got.sort();
+    more.sort();
+    assert_eq!(got, more, "every new comment once");
+}
+
+#[tokio::test]
+async fn reading_comments_is_rate_limited_failed_revoked_and_needs_the_read_permission() {
+    let (fake, account, linkedin, ids) = org_thread().await;
+    let poller = kit::Poller::new(&linkedin, &account, &ids);
+    fake.add_reply(&ids[0], BEA, "Hello?");
+
+    fake.rate_limit_reads_next(1, Some(30));
+    let wait = Duration::from_secs(30)..=Duration::from_secs(30);
+    kit::assert_throttled(&poller.fail(None).await, 429, wait, "");
+    // Without a Retry-After: until midnight UTC.
+    fake.rate_limit_reads_next(1, None);
+    let wait = Duration::ZERO..=Duration::from_secs(86_400);
+    kit::assert_throttled(&poller.fail(None).await, 429, wait, "");
+    fake.fail_reads_next(1, 503);
+    kit::assert_transient(&poller.fail(None).await, 503);
+    assert_eq!(poller.poll(None).await.replies.len(), 1);
+    let token = stored(&account, "access_token").await.unwrap();
+    fake.revoke_token(&token);
+    kit::assert_revoked(&poller.fail(None).await, "", &token);
+
+    // A member's post: its comments need the restricted r_member_social.
+    let member = fake.add_member("Ada");
+    let account = member_account(&fake, &member);
+    let root = linkedin.publish(&account, &post("Mine.")).await.unwrap();
+    let error = kit::Poller::new(&linkedin, &account, &[root.remote_id])
+        .fail(None)
+        .await;
+    kit::assert_error(&error, "rejected", "permission");
+}
+
+#[tokio::test]
+async fn an_answer_is_a_reply_to_the_first_level_comment_and_is_reconciled_once() {
+    let (fake, account, linkedin, ids) = org_thread().await;
+    let question = fake.add_reply(&ids[0], BEA, "Refund?");
+    let follow_up = fake.add_reply(&question, CARL, "Me too?");
+
+    let sent = linkedin
+        .publish(&account, &kit::answer(&ids[0], &question, "Yes, Bea."))
+        .await
+        .unwrap();
+    let (post_urn, _) = parse_comment_urn(&sent.remote_id).unwrap();
+    assert_eq!(post_urn, ids[0]);
+    let stored_answer = stored_comment(&fake, &sent.remote_id);
+    assert_eq!(stored_answer.parent.as_deref(), Some(question.as_str()));
+    assert_eq!(stored_answer.object, ids[0]);
+
+    // Answering a reply: under its first-level comment.
+    let sent = linkedin
+        .publish(
+            &account,
+            &kit::answer(&ids[0], &follow_up, "You too, Carl."),
+        )
+        .await
+        .unwrap();
+    let stored_answer = stored_comment(&fake, &sent.remote_id);
+    assert_eq!(stored_answer.parent.as_deref(), Some(question.as_str()));
+
+    // A lost answer is found among the comment's replies, not sent twice.
+    let lost = kit::answer(&ids[0], &question, "Bring the receipt.");
+    let found = kit::lost_then_reconciled(&linkedin, &linkedin, &account, &lost, || {
+        fake.drop_after_store_next(1)
+    })
+    .await;
+    let copies: Vec<_> = fake
+        .comments()
+        .into_iter()
+        .filter(|c| c.text == "Bring the receipt.")
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(parse_comment_urn(&found.remote_id).unwrap().1, copies[0].id);
+
+    // The organization's answers are not collected as replies.
+    let page = kit::Poller::new(&linkedin, &account, &ids).poll(None).await;
+    let authors: Vec<&str> = page.replies.iter().map(|r| r.author.as_str()).collect();
+    assert_eq!(authors, [BEA, CARL]);
+}

@@ -789,3 +789,236 @@ async fn the_fake_token_endpoint_checks_the_client_and_revokes_tokens() {
         .unwrap_err();
     assert_eq!(error.class(), "auth_revoked");
 }
+
+// --- replies ----------------------------------------------------------------------------------
+
+/// A thread of three parts from `kettleco`, with the public's replies: one
+/// to the first part, one from a remote user to the second, and one to
+/// that reply. Returns the fake, the account, the parts and the replies.
+async fn thread_with_replies() -> (FakeMastodon, AccountSession, Vec<String>, Vec<String>) {
+    let (fake, _, account) = setup().await;
+    let ids = kit::publish_thread(&connector(), &account, &kit::THREAD).await;
+    let first = fake
+        .add_reply(
+            &ids[0],
+            "alice",
+            "Is the tap water safe & <really> boiled?\nThanks",
+        )
+        .unwrap();
+    let second = fake
+        .add_reply(
+            &ids[1],
+            "bob@other.example",
+            "Which streets? See https://example.org/a/very/long/map/of/the/north/area",
+        )
+        .unwrap();
+    let third = fake.add_reply(&second, "carol", "Mine too.").unwrap();
+    (fake, account, ids, vec![first, second, third])
+}
+
+#[tokio::test]
+async fn replies_come_oldest_first_at_any_depth_as_plain_text_without_our_statuses() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let before = Utc::now();
+    let mastodon = connector();
+
+    let page = kit::Poller::new(&mastodon, &account, &ids).poll(None).await;
+
+    // The link keeps its full text, hidden spans included.
+    kit::assert_replies(
+        &page,
+        &[
+            (
+                &replies[0],
+                &ids[0],
+                "alice",
+                "Is the tap water safe & <really> boiled?\nThanks",
+            ),
+            (
+                &replies[1],
+                &ids[1],
+                "bob@other.example",
+                "Which streets? See https://example.org/a/very/long/map/of/the/north/area",
+            ),
+            (&replies[2], &replies[1], "carol", "Mine too."),
+        ],
+    );
+    assert_eq!(
+        page.replies[0].url.as_deref(),
+        Some(format!("{}/@alice/{}", fake.base_url(), replies[0]).as_str())
+    );
+    let stored = fake.posts();
+    for reply in &page.replies {
+        let status = stored.iter().find(|s| s.id == reply.remote_id).unwrap();
+        assert_eq!(
+            reply.created_at.timestamp_millis(),
+            status.created_at.timestamp_millis()
+        );
+        assert!(reply.created_at <= before);
+    }
+    assert!(page.cursor.is_some());
+    assert_eq!(fake.requests_to("/api/v1/statuses/"), 1, "one context read");
+}
+
+#[tokio::test]
+async fn the_cursor_hands_back_only_new_replies_even_when_a_late_one_sorts_before_it() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let mastodon = connector();
+    let poller = kit::Poller::new(&mastodon, &account, &ids);
+    let first = poller.poll(None).await;
+    assert_eq!(first.replies.len(), 3);
+    let again = poller.quiet(first.cursor.clone()).await;
+
+    let fourth = fake
+        .add_reply(&ids[2], "dave", "Until which Friday?")
+        .unwrap();
+    let fifth = fake
+        .add_reply(&replies[0], "erin", "Boil it, yes.")
+        .unwrap();
+    let second = poller.poll(again.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&second), vec![fourth, fifth.clone()]);
+
+    // A reply written an hour ago on another server and fetched only now
+    // has an older id than every reply seen: it is still handed back.
+    let late = fake
+        .add_reply_at(
+            &ids[0],
+            "frank@slow.example",
+            "Late but there.",
+            Utc::now() - chrono::Duration::hours(1),
+        )
+        .unwrap();
+    assert!(late.len() < fifth.len() || late < fifth);
+    let third = poller.poll(second.cursor.clone()).await;
+    assert!(
+        third.replies.iter().any(|r| r.remote_id == late),
+        "{:?}",
+        third.replies
+    );
+    assert_eq!(third.replies[0].remote_id, late, "oldest first");
+
+    poller.quiet(third.cursor.clone()).await;
+    assert_eq!(
+        fake.requests_to("/api/v1/accounts/verify_credentials"),
+        1,
+        "the account id is asked once per token"
+    );
+}
+
+#[tokio::test]
+async fn a_large_deep_conversation_comes_whole_in_one_read() {
+    let (fake, _, account) = setup().await;
+    let root = connector()
+        .publish(&account, &post("Water cut tonight."))
+        .await
+        .unwrap()
+        .remote_id;
+    // A chain 30 deep (past the 20 levels an anonymous read gets) and 50
+    // flat replies (past its 60 descendants).
+    let mut parent = root.clone();
+    for n in 0..30 {
+        parent = fake
+            .add_reply(&parent, &format!("chain{n}"), &format!("level {n}"))
+            .unwrap();
+    }
+    for n in 0..50 {
+        fake.add_reply(&root, &format!("flat{n}"), "ok").unwrap();
+    }
+    let mastodon = connector();
+    let page = kit::Poller::new(&mastodon, &account, std::slice::from_ref(&root))
+        .poll(None)
+        .await;
+    assert_eq!(page.replies.len(), 80);
+    assert!(page.replies.iter().any(|r| r.text == "level 29"));
+
+    let anonymous: serde_json::Value = reqwest::get(format!(
+        "{}/api/v1/statuses/{root}/context",
+        fake.base_url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(anonymous["descendants"].as_array().unwrap().len(), 60);
+}
+
+#[tokio::test]
+async fn reading_replies_maps_429_5xx_and_revoked_tokens_like_publishing() {
+    let (fake, token, account) = setup().await;
+    let root = connector()
+        .publish(&account, &post("Statement."))
+        .await
+        .unwrap()
+        .remote_id;
+    // The account id is asked (and kept) before the faults are armed.
+    let mastodon = connector();
+    let poller = kit::Poller::new(&mastodon, &account, &[root]);
+    poller.poll(None).await;
+
+    fake.rate_limit_next(1, Duration::from_secs(90));
+    let wait = Duration::from_secs(85)..=Duration::from_millis(90_500);
+    kit::assert_throttled(&poller.fail(None).await, 429, wait, "Too many requests");
+
+    fake.fail_next(1, 502);
+    kit::assert_transient(&poller.fail(None).await, 502);
+
+    fake.revoke(&token);
+    let error = poller.fail(None).await;
+    kit::assert_revoked(&error, "The access token was revoked", &token);
+    assert_eq!(error.status(), Some(401));
+
+    let other = session(&fake, &fake.add_account("other"));
+    let gone = kit::Poller::new(&mastodon, &other, &["1".into()])
+        .fail(None)
+        .await;
+    assert_eq!(gone.class(), "rejected");
+    assert_eq!(gone.status(), Some(404));
+}
+
+#[tokio::test]
+async fn answering_a_reply_is_a_status_in_reply_to_it_and_is_never_collected() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let mastodon = connector();
+    let poller = kit::Poller::new(&mastodon, &account, &ids);
+    let cursor = poller.poll(None).await.cursor;
+    let answer = Post {
+        language: Some("en-GB".into()),
+        ..kit::answer(&ids[0], &replies[0], "@alice Yes: boil it for one minute.")
+    };
+
+    let published = mastodon.publish(&account, &answer).await.unwrap();
+
+    let stored = fake.posts();
+    let status = stored.iter().find(|s| s.id == published.remote_id).unwrap();
+    assert_eq!(status.in_reply_to_id.as_deref(), Some(replies[0].as_str()));
+    assert_eq!(status.username, "kettleco");
+    assert_eq!(
+        status.idempotency_key.as_deref(),
+        Some(answer.idempotency_key.as_str())
+    );
+    // After an unknown outcome, reconciling finds the same status.
+    let found = connector().reconcile(&account, &answer).await.unwrap();
+    assert_eq!(
+        found.map(|p| p.remote_id),
+        Some(published.remote_id.clone())
+    );
+    assert_eq!(fake.posts().len(), stored.len(), "no duplicate");
+
+    // The answer is the account's own: the next poll leaves it out, even
+    // though the query does not list it.
+    let next = poller.quiet(cursor).await;
+    let reply_to_answer = fake
+        .add_reply(&published.remote_id, "alice", "Thank you!")
+        .unwrap();
+    let next = poller.poll(next.cursor).await;
+    kit::assert_replies(
+        &next,
+        &[(
+            &reply_to_answer,
+            &published.remote_id,
+            "alice",
+            "Thank you!",
+        )],
+    );
+}

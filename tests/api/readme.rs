@@ -34,8 +34,8 @@ async fn the_readme_walkthrough_works_verbatim() {
             "herald() { cargo run -q --release -- \"$@\"; }\n",
             "herald() { \"$HERALD_BIN\" \"$@\"; }\n",
         );
-    // The walk-through polls for at most about two minutes after planning a
-    // post one minute ahead; past four minutes something hangs.
+    // The walk-through waits about a minute for its post, then up to a
+    // minute and a half for the replies; past four minutes something hangs.
     let out = tokio::time::timeout(
         Duration::from_secs(240),
         Command::new("bash")
@@ -112,6 +112,11 @@ async fn the_readme_walkthrough_works_verbatim() {
         ("delivery.scheduled", "alice"),
         ("delivery.claimed", "system"),
         ("delivery.published", "system"),
+        // Alice's answer to Jeanne.
+        ("delivery.scheduled", "alice"),
+        ("delivery.claimed", "system"),
+        ("delivery.published", "system"),
+        ("reply.answered", "system"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -124,9 +129,14 @@ async fn the_readme_walkthrough_works_verbatim() {
         .get(&app.admin, &format!("/v1/deliveries?statement_id={id}"))
         .await
         .ok();
-    let items = deliveries["items"].as_array().unwrap();
+    let items: Vec<&serde_json::Value> = deliveries["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] != "response")
+        .collect();
     assert_eq!(items.len(), 1, "{deliveries}");
-    let d = &items[0];
+    let d = items[0];
     assert_eq!(d["status"], "published", "{d}");
     assert_eq!(d["platform"], "sandbox");
     assert_eq!(d["attempts"], 1, "{d}");
@@ -141,7 +151,41 @@ async fn the_readme_walkthrough_works_verbatim() {
     );
     assert!(instant("published_at") >= instant("planned_at"), "{d}");
     assert!(d["lateness_ms"].as_i64().is_some_and(|l| l >= 0), "{d}");
+    // Replies: collected with sentiment, one answered through the API.
+    assert!(
+        stdout.contains("\"author\":\"jeanne\"") && stdout.contains("\"question\":true"),
+        "Jeanne's question is in the queue: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"author\":\"sam\"") && stdout.contains("\"sentiment\":\"positive\""),
+        "Sam's thanks are positive: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"field\":\"text\"") && stdout.contains("all caps"),
+        "the shouted answer is refused: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"follow_up\":\"answered\""),
+        "the reply is answered: {stdout}"
+    );
+    let stats = stdout
+        .lines()
+        .find(|l| l.contains("\"assignees\""))
+        .unwrap_or_else(|| panic!("the stats are printed: {stdout}"));
+    let stats: serde_json::Value = serde_json::from_str(stats).unwrap();
+    assert_eq!(stats["response_time"]["answered"], 1, "{stats}");
+    assert!(
+        stats["response_time"]["median_s"].as_i64().is_some(),
+        "{stats}"
+    );
+    // The sandbox holds the post, the two replies and the answer to Jeanne.
     let posts = app.get(&app.admin, "/v1/sandbox/posts").await.ok();
-    assert_eq!(posts["items"].as_array().unwrap().len(), 1, "{posts}");
-    assert_eq!(posts["items"][0]["delivery_id"], d["id"]);
+    let posts = posts["items"].as_array().unwrap();
+    assert_eq!(posts.len(), 4, "{posts:?}");
+    let answer = posts
+        .iter()
+        .find(|p| p["text"].as_str().unwrap().starts_with("Bonjour Jeanne"))
+        .unwrap();
+    let jeanne = posts.iter().find(|p| p["author"] == "jeanne").unwrap();
+    assert_eq!(answer["in_reply_to"], jeanne["id"]);
 }

@@ -494,3 +494,161 @@ async fn the_fake_takes_form_bodies_query_parameters_and_the_old_reply_field() {
     assert_eq!(messages[1].encoding, "query");
     assert_eq!(messages[1].reply_to, Some(first_id));
 }
+
+// --- comments -----------------------------------------------------------------------------------
+
+/// A channel with a linked discussion group, a statement published on the
+/// channel, and a comment on it; the account, the statement, the comment.
+async fn statement_with_a_comment() -> (FakeTelegram, String, i64, AccountSession, String, String) {
+    let (fake, token, chat) = setup().await;
+    let group = fake.add_discussion_group(&token, chat);
+    let account = session(&fake, &token, "@kettle_news");
+    let statement = connector()
+        .publish(&account, &post("Boil water notice for the north."))
+        .await
+        .unwrap()
+        .remote_id;
+    let comment = fake
+        .add_reply(&statement, "alice", "Is the tap water safe?")
+        .unwrap();
+    assert!(comment.starts_with(&format!("{group}:")), "{comment}");
+    (fake, token, group, account, statement, comment)
+}
+
+#[tokio::test]
+async fn telegram_replies_are_not_listed_by_the_connector() {
+    let (_fake, _token, _group, account, statement, _) = statement_with_a_comment().await;
+    let query = herald::platforms::ReplyQuery {
+        root_id: statement.clone(),
+        own_ids: vec![statement],
+        cursor: None,
+        published_at: Utc::now(),
+    };
+    let error = connector().replies(&account, &query).await.unwrap_err();
+    kit::assert_error(&error, "rejected", "cannot be listed");
+}
+
+#[tokio::test]
+async fn answering_a_comment_replies_to_it_in_the_discussion_group() {
+    let (fake, _token, group, account, statement, comment) = statement_with_a_comment().await;
+    let answer = herald::platforms::Post {
+        reply_to: Some(herald::platforms::ReplyTarget {
+            root_id: statement.clone(),
+            parent_id: comment.clone(),
+            answers_reply: true,
+        }),
+        ..post("Boil it for one minute, then it is safe.")
+    };
+
+    let published = connector().publish(&account, &answer).await.unwrap();
+
+    let messages = fake.messages();
+    let sent = messages.last().unwrap();
+    assert_eq!(
+        sent.chat_id, group,
+        "answered in the group, not the channel"
+    );
+    assert_eq!(sent.text, answer.text);
+    assert_eq!(
+        Some(format!("{group}:{}", sent.reply_to.unwrap())),
+        Some(comment.clone())
+    );
+    assert_eq!(published.remote_id, format!("{group}:{}", sent.message_id));
+    // The comment hangs on the statement's automatic forward, and so does the answer.
+    let forward = messages
+        .iter()
+        .find(|m| m.forwarded_from.is_some())
+        .unwrap();
+    assert_eq!(
+        forward.forwarded_from.map(|(c, m)| format!("{c}:{m}")),
+        Some(statement)
+    );
+    assert_eq!(sent.thread_id, Some(forward.message_id));
+
+    let broken = herald::platforms::Post {
+        reply_to: Some(herald::platforms::ReplyTarget {
+            root_id: "x".into(),
+            parent_id: "not-an-id".into(),
+            answers_reply: true,
+        }),
+        ..post("hi")
+    };
+    let error = connector().publish(&account, &broken).await.unwrap_err();
+    kit::assert_error(&error, "rejected", "not a Telegram message id");
+}
+
+#[tokio::test]
+async fn the_fake_delivers_comments_as_updates_that_get_updates_confirms_for_good() {
+    let (fake, token, group, _account, statement, comment) = statement_with_a_comment().await;
+    let reply = fake.add_reply(&comment, "bob", "Mine too.").unwrap();
+    let url = format!("{}/bot{token}/getUpdates", fake.base_url());
+    let http = reqwest::Client::new();
+    let get = |body: serde_json::Value| {
+        let request = http.post(&url).json(&body);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    let all = get(serde_json::json!({})).await;
+    let updates = all["result"].as_array().unwrap();
+    assert_eq!(
+        updates.len(),
+        3,
+        "the forward, the comment, the reply: {all}"
+    );
+    let forward = &updates[0]["message"];
+    assert_eq!(forward["is_automatic_forward"], true);
+    assert_eq!(forward["chat"]["id"], group);
+    let (channel, post) = statement.split_once(':').unwrap();
+    assert_eq!(forward["forward_origin"]["chat"]["id"].to_string(), channel);
+    assert_eq!(forward["forward_origin"]["message_id"].to_string(), post);
+    let first = &updates[1]["message"];
+    assert_eq!(first["from"]["username"], "alice");
+    assert_eq!(
+        first["reply_to_message"]["message_id"],
+        forward["message_id"]
+    );
+    assert_eq!(first["message_thread_id"], forward["message_id"]);
+    let second = &updates[2]["message"];
+    assert_eq!(
+        format!("{group}:{}", second["message_id"]),
+        reply,
+        "the reply to the comment"
+    );
+    assert_eq!(second["message_thread_id"], forward["message_id"]);
+
+    // Reading again without an offset gives the same updates; an offset
+    // confirms the earlier ones for every reader.
+    assert_eq!(get(serde_json::json!({})).await, all);
+    let next = updates[1]["update_id"].as_i64().unwrap() + 1;
+    let rest = get(serde_json::json!({"offset": next, "limit": 100})).await;
+    assert_eq!(rest["result"].as_array().unwrap().len(), 1);
+    let again = get(serde_json::json!({})).await;
+    assert_eq!(
+        again["result"], rest["result"],
+        "confirmed updates are gone"
+    );
+
+    fake.set_webhook(&token, true);
+    let conflict = get(serde_json::json!({})).await;
+    assert_eq!(conflict["error_code"], 409);
+
+    // getChat shows the link both ways.
+    let chat: serde_json::Value = http
+        .post(format!("{}/bot{token}/getChat", fake.base_url()))
+        .json(&serde_json::json!({"chat_id": "@kettle_news"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chat["result"]["linked_chat_id"], group);
+}

@@ -624,3 +624,152 @@ async fn check_reads_the_profile() {
     );
     assert_eq!(fake.requests_to("/v1.0/me"), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replies (issue 5)
+// ---------------------------------------------------------------------------------------------
+
+/// [`setup`], and the account's post "Recall." (its remote id).
+async fn setup_post() -> (
+    FakeThreads,
+    FakeThreadsUser,
+    AccountSession,
+    Threads,
+    String,
+) {
+    let (fake, user, account, threads) = setup().await;
+    let root = threads
+        .publish(&account, &post("Recall."))
+        .await
+        .unwrap()
+        .remote_id;
+    (fake, user, account, threads, root)
+}
+
+#[tokio::test]
+async fn the_conversation_gives_replies_at_any_depth_oldest_first_then_only_new_ones() {
+    let (fake, _, account, threads) = setup().await;
+    let ids = kit::publish_thread(&threads, &account, &kit::THREAD).await;
+    let poller = kit::Poller::new(&threads, &account, &ids);
+
+    let a = fake.add_reply(&ids[0], "bea", "Is it safe to shower?");
+    let b = fake.add_reply(&ids[2], "carl", "Which Friday?");
+    let c = fake.add_reply(&a, "dan", "Yes, Bea.");
+    let first = poller.poll(None).await;
+    // The thread's own parts are not replies.
+    kit::assert_replies(
+        &first,
+        &[
+            (&a, &ids[0], "bea", "Is it safe to shower?"),
+            (&b, &ids[2], "carl", "Which Friday?"),
+            (&c, &a, "dan", "Yes, Bea."),
+        ],
+    );
+    let posts = fake.posts();
+    for reply in &first.replies {
+        let stored = posts.iter().find(|p| p.id == reply.remote_id).unwrap();
+        assert_eq!(reply.url.as_deref(), Some(stored.permalink.as_str()));
+        assert_eq!(
+            reply.created_at.timestamp(),
+            stored.published_at.timestamp()
+        );
+    }
+    // The account's username was read once and kept.
+    assert_eq!(
+        account.credentials.lock().await.get("username"),
+        Some("kettleco")
+    );
+    let cursor = first.cursor.clone().expect("a cursor");
+
+    let none = poller.quiet(Some(cursor.clone())).await;
+    assert_eq!(none.cursor, None);
+
+    // A new answer deep in an OLD branch, the account answering, a new reply.
+    let d = fake.add_reply(&c, "eve", "Thanks Dan.");
+    threads
+        .publish(&account, &kit::answer(&ids[0], &b, "This Friday."))
+        .await
+        .unwrap();
+    let e = fake.add_reply(&ids[0], "fay", "Noted.");
+    let second = poller.poll(Some(cursor)).await;
+    kit::assert_replies(
+        &second,
+        &[
+            (&d, &c, "eve", "Thanks Dan."),
+            (&e, &ids[0], "fay", "Noted."),
+        ],
+    );
+    assert_eq!(fake.requests_to("/v1.0/me"), 1, "username read once");
+    assert!(fake.requests_to(&format!("/v1.0/{}/conversation", ids[0])) >= 3);
+}
+
+#[tokio::test]
+async fn a_conversation_of_many_pages_is_read_in_bounded_polls_without_loss() {
+    let (fake, _, account, threads, root) = setup_post().await;
+    let poller = kit::Poller::new(&threads, &account, std::slice::from_ref(&root));
+    fake.set_page_size(3);
+    let mut expected = Vec::new();
+    for n in 0..8 {
+        let parent = expected.last().cloned().unwrap_or_else(|| root.clone());
+        expected.push(fake.add_reply(&parent, "gil", &format!("Reply {n}")));
+    }
+    let all = poller.poll(None).await;
+    assert_eq!(kit::reply_ids(&all), expected, "three pages");
+
+    fake.set_page_size(1);
+    let mut more = Vec::new();
+    for n in 0..13 {
+        more.push(fake.add_reply(&expected[n % 8], "hana", &format!("More {n}")));
+    }
+    let first = poller.poll(all.cursor.clone()).await;
+    assert_eq!(first.replies.len(), 10, "ten pages a poll");
+    let rest = poller.poll(first.cursor.clone()).await;
+    let got = [kit::reply_ids(&first), kit::reply_ids(&rest)].concat();
+    assert_eq!(got, more);
+}
+
+#[tokio::test]
+async fn reading_the_conversation_is_throttled_failed_and_revoked_like_publishing() {
+    let (fake, user, account, threads, root) = setup_post().await;
+    let poller = kit::Poller::new(&threads, &account, std::slice::from_ref(&root));
+    fake.add_reply(&root, "bea", "Hello?");
+
+    fake.rate_limit_reads_next(1, 4, 7);
+    let wait = Duration::from_secs(7 * 60)..=Duration::from_secs(7 * 60);
+    kit::assert_throttled(&poller.fail(None).await, 400, wait, "");
+    fake.fail_reads_next(1, 502);
+    kit::assert_transient(&poller.fail(None).await, 502);
+    assert_eq!(poller.poll(None).await.replies.len(), 1);
+    fake.revoke(&user.token);
+    kit::assert_revoked(&poller.fail(None).await, "reconnect", &user.token);
+}
+
+#[tokio::test]
+async fn an_answer_replies_to_the_reply_and_a_lost_one_is_reconciled_once() {
+    let (fake, _, account, threads, root) = setup_post().await;
+    let question = fake.add_reply(&root, "bea", "Refund?");
+
+    let sent = threads
+        .publish(&account, &kit::answer(&root, &question, "Yes, Bea."))
+        .await
+        .unwrap();
+    let stored = fake.posts();
+    let stored = stored.iter().find(|p| p.id == sent.remote_id).unwrap();
+    assert_eq!(stored.reply_to_id.as_deref(), Some(question.as_str()));
+    assert_eq!(stored.username, "kettleco");
+
+    let lost = kit::answer(&root, &question, "Any shop will do.");
+    // Reconciled in a process that never saw the container: found by listing.
+    let found = kit::lost_then_reconciled(&threads, &connector(&fake), &account, &lost, || {
+        fake.drop_after_store_next(1)
+    })
+    .await;
+    let copies: Vec<_> = fake
+        .posts()
+        .into_iter()
+        .filter(|p| p.text == "Any shop will do.")
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(found.remote_id, copies[0].id);
+    assert_eq!(copies[0].reply_to_id.as_deref(), Some(question.as_str()));
+}

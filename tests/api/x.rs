@@ -756,3 +756,222 @@ async fn x_a_stalled_answer_times_out_as_unknown_and_reconciles() {
     assert_eq!(found.remote_id, fake.posts()[0].id);
     assert_eq!(fake.posts().len(), 1);
 }
+
+// --- replies ----------------------------------------------------------------------------------
+
+/// A three-part thread with replies: to the first part, to the second
+/// (with X's escaped characters), and a reply to that reply.
+async fn thread_with_replies() -> (FakeX, AccountSession, Vec<String>, Vec<String>) {
+    let (fake, account, _) = setup().await;
+    let ids = kit::publish_thread(&connector(&fake), &account, &kit::THREAD).await;
+    let first = fake
+        .add_reply(&ids[0], "alice", "@cityhall Is the tap water safe?")
+        .unwrap();
+    let second = fake
+        .add_reply(&ids[1], "bob", "@cityhall Streets <north> & south?")
+        .unwrap();
+    let third = fake.add_reply(&second, "carol", "@bob Mine too.").unwrap();
+    (fake, account, ids, vec![first, second, third])
+}
+
+#[tokio::test]
+async fn x_replies_come_from_recent_search_oldest_first_without_our_posts() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let x = connector(&fake);
+
+    let page = kit::Poller::new(&x, &account, &ids).poll(None).await;
+
+    // X's entities are decoded.
+    kit::assert_replies(
+        &page,
+        &[
+            (
+                &replies[0],
+                &ids[0],
+                "alice",
+                "@cityhall Is the tap water safe?",
+            ),
+            (
+                &replies[1],
+                &ids[1],
+                "bob",
+                "@cityhall Streets <north> & south?",
+            ),
+            (&replies[2], &replies[1], "carol", "@bob Mine too."),
+        ],
+    );
+    assert_eq!(
+        page.replies[2].url.as_deref(),
+        Some(format!("https://x.com/carol/status/{}", replies[2]).as_str())
+    );
+    let posts = fake.posts();
+    for reply in &page.replies {
+        let stored = posts.iter().find(|p| p.id == reply.remote_id).unwrap();
+        assert_eq!(
+            reply.created_at.timestamp_millis(),
+            stored.created_at.timestamp_millis()
+        );
+    }
+    assert_eq!(
+        page.cursor.as_deref(),
+        Some(replies[2].as_str()),
+        "since_id next time"
+    );
+    assert_eq!(fake.requests_to("/2/tweets/search/recent"), 1);
+}
+
+#[tokio::test]
+async fn x_the_next_poll_asks_since_the_newest_and_gets_only_new_replies() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let x = connector(&fake);
+    let poller = kit::Poller::new(&x, &account, &ids);
+    let first = poller.poll(None).await;
+    assert_eq!(first.replies.len(), 3);
+
+    let quiet = poller.quiet(first.cursor.clone()).await;
+    assert_eq!(quiet.cursor, first.cursor, "nothing new: the same cursor");
+
+    let fourth = fake.add_reply(&ids[2], "dave", "Which Friday?").unwrap();
+    let fifth = fake.add_reply(&replies[0], "erin", "Boil it.").unwrap();
+    let next = poller.poll(first.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&next), vec![fourth, fifth.clone()]);
+    assert_eq!(next.cursor.as_deref(), Some(fifth.as_str()));
+}
+
+#[tokio::test]
+async fn x_a_poll_follows_every_page_and_a_long_sweep_resumes_where_it_stopped() {
+    let (fake, account, _) = setup().await;
+    let x = connector(&fake);
+    let root = x
+        .publish(&account, &post("Water cut."))
+        .await
+        .unwrap()
+        .remote_id;
+    fake.set_search_page_size(Some(3));
+    let mut all = Vec::new();
+    for n in 0..8 {
+        all.push(fake.add_reply(&root, &format!("user{n}"), "ok?").unwrap());
+    }
+    let poller = kit::Poller::new(&x, &account, std::slice::from_ref(&root));
+
+    // 9 posts (the root included) in pages of 3: one poll reads them all.
+    let page = poller.poll(None).await;
+    assert_eq!(kit::reply_ids(&page), all);
+    assert_eq!(fake.requests_to("/2/tweets/search/recent"), 3);
+
+    // More than 10 pages: the poll stops after 10 and the next resumes.
+    fake.set_search_page_size(Some(1));
+    let mut more = Vec::new();
+    for n in 0..14 {
+        more.push(fake.add_reply(&root, &format!("late{n}"), "and?").unwrap());
+    }
+    let first = poller.poll(page.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&first), more[4..].to_vec(), "the 10 newest");
+    let cursor = first.cursor.clone().unwrap();
+    assert!(cursor.contains(' '), "a sweep in progress: {cursor}");
+    // A reply arriving between the two polls waits for the sweep after.
+    let between = fake.add_reply(&root, "between", "hello").unwrap();
+    let second = poller.poll(first.cursor.clone()).await;
+    assert_eq!(
+        kit::reply_ids(&second),
+        more[..4].to_vec(),
+        "the rest, nothing skipped"
+    );
+    assert_eq!(second.cursor.as_deref(), Some(more[13].as_str()));
+    let third = poller.poll(second.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&third), vec![between]);
+}
+
+#[tokio::test]
+async fn x_reading_replies_maps_429_5xx_expired_and_revoked_tokens() {
+    let (fake, account, ids, _) = thread_with_replies().await;
+    let x = connector(&fake);
+    let poller = kit::Poller::new(&x, &account, &ids);
+    for legacy in [false, true] {
+        if legacy {
+            fake.rate_limit_next_legacy(1, Duration::from_secs(90));
+        } else {
+            fake.rate_limit_next(1, Duration::from_secs(90));
+        }
+        let wait = Duration::from_secs(88)..=Duration::from_secs(91);
+        kit::assert_throttled(&poller.fail(None).await, 429, wait, "");
+    }
+
+    fake.fail_next(1, 503);
+    kit::assert_transient(&poller.fail(None).await, 503);
+
+    // An expired token is refreshed once and the read goes through.
+    fake.expire_access_tokens();
+    assert_eq!(poller.poll(None).await.replies.len(), 3);
+    assert_eq!(fake.refreshes(), 1);
+
+    fake.revoke_user(USER);
+    let token = account
+        .credentials
+        .lock()
+        .await
+        .get("access_token")
+        .unwrap()
+        .to_string();
+    kit::assert_revoked(&poller.fail(None).await, "reconnect", &token);
+}
+
+#[tokio::test]
+async fn x_a_rate_limit_in_the_middle_of_a_sweep_keeps_what_was_read_and_resumes() {
+    let (fake, account, _) = setup().await;
+    let x = connector(&fake);
+    let root = x
+        .publish(&account, &post("Road closed."))
+        .await
+        .unwrap()
+        .remote_id;
+    let mut all = Vec::new();
+    for n in 0..6 {
+        all.push(fake.add_reply(&root, &format!("user{n}"), "why?").unwrap());
+    }
+    let poller = kit::Poller::new(&x, &account, &[root]);
+    fake.set_search_page_size(Some(2));
+    // The first page goes through, the second is limited.
+    fake.faults_after(1);
+    fake.rate_limit_next(1, Duration::from_secs(60));
+
+    let partial = poller.poll(None).await;
+    assert_eq!(
+        kit::reply_ids(&partial),
+        all[4..].to_vec(),
+        "the page read is kept"
+    );
+    let cursor = partial.cursor.clone().unwrap();
+    assert!(cursor.starts_with("- "), "{cursor}");
+
+    let rest = poller.poll(partial.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&rest), all[..4].to_vec());
+    assert_eq!(rest.cursor.as_deref(), Some(all[5].as_str()));
+    poller.quiet(rest.cursor.clone()).await;
+}
+
+#[tokio::test]
+async fn x_answering_a_reply_is_a_post_in_reply_to_it_and_is_never_collected() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let x = connector(&fake);
+    let poller = kit::Poller::new(&x, &account, &ids);
+    let cursor = poller.poll(None).await.cursor;
+    let answer = kit::answer(&ids[0], &replies[1], "@bob North of the river, both sides.");
+
+    let published = x.publish(&account, &answer).await.unwrap();
+
+    let posts = fake.posts();
+    let stored = posts.iter().find(|p| p.id == published.remote_id).unwrap();
+    assert_eq!(stored.reply_to.as_deref(), Some(replies[1].as_str()));
+    assert_eq!(stored.username, USER);
+    // After an unknown outcome, reconcile finds it (same text, same parent).
+    let found = x.reconcile(&account, &answer).await.unwrap();
+    assert_eq!(
+        found.map(|p| p.remote_id),
+        Some(published.remote_id.clone())
+    );
+    assert_eq!(fake.posts().len(), posts.len(), "no duplicate");
+
+    // Our own answer is in the conversation but never a reply from the public.
+    poller.quiet(cursor).await;
+}

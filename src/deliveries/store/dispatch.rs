@@ -11,7 +11,9 @@ use serde_json::json;
 use super::{control, event, find, tx, utc, AttemptRow, DeliveryRow, SYSTEM};
 use crate::accounts::store::AccountRow;
 use crate::accounts::AccountStatus;
-use crate::db::schema::{accounts, deliveries, delivery_attempts, statements, variants};
+use crate::db::schema::{
+    accounts, deliveries, delivery_attempts, replies, responses, statements, variants,
+};
 use crate::db::{self, DbConnection};
 use crate::deliveries::DeliveryStatus;
 use crate::log::{self, NewEvent};
@@ -77,7 +79,8 @@ pub fn claim_due(
     tx(conn, |conn| {
         let now = db::now();
         let scope_filter = match control(conn)?.scope.as_deref() {
-            Some("routine") => " AND d.kind = 'crisis'",
+            // Answers to the public go on during a routine pause, like crisis posts.
+            Some("routine") => " AND d.kind IN ('crisis', 'response')",
             Some(_) => return Ok(Vec::new()),
             None => "",
         };
@@ -146,9 +149,10 @@ fn claim_sql(pg: bool, scope_filter: &str) -> String {
            JOIN accounts a ON a.id = d.account_id \
            JOIN statements s ON s.id = d.statement_id \
            WHERE d.status = 'scheduled' AND d.next_attempt_at <= {now} AND d.deadline >= {now} \
-           AND a.status = 'active' AND s.status = 'approved'{scope_filter} \
-           AND NOT EXISTS (SELECT 1 FROM statements r WHERE r.previous_version_id = d.statement_id \
-             AND r.status IN ('draft', 'in_review', 'rejected')) \
+           AND a.status = 'active'{scope_filter} \
+           AND (d.kind = 'response' OR (s.status = 'approved' \
+             AND NOT EXISTS (SELECT 1 FROM statements r WHERE r.previous_version_id = d.statement_id \
+               AND r.status IN ('draft', 'in_review', 'rejected')))) \
            ORDER BY d.next_attempt_at LIMIT {limit}{lock}) \
          RETURNING *"
     )
@@ -193,6 +197,26 @@ fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<
                 .first(conn)?;
             statements_seen.insert(row.statement_id.clone(), found);
         }
+        if row.kind == RESPONSE_KIND {
+            let (content, reply_to) = response_content(conn, &row.id)?;
+            if !accounts_seen.contains_key(&row.account_id) {
+                let account: AccountRow = accounts::table
+                    .find(&row.account_id)
+                    .select(AccountRow::as_select())
+                    .first(conn)?;
+                accounts_seen.insert(row.account_id.clone(), account);
+            }
+            let (title, language) = statements_seen[&row.statement_id].clone();
+            claims.push(Claim {
+                content,
+                reply_to: Some(reply_to),
+                account: accounts_seen[&row.account_id].clone(),
+                title,
+                language,
+                delivery: row,
+            });
+            continue;
+        }
         let text_key = (row.statement_id.clone(), row.platform.clone());
         if !texts.contains_key(&text_key) {
             let variant: VariantRow = variants::table
@@ -222,6 +246,7 @@ fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<
                     (Some(first), Some(last)) => Some(ReplyTarget {
                         root_id: first.id.clone(),
                         parent_id: last.id.clone(),
+                        answers_reply: false,
                     }),
                     _ => None,
                 }
@@ -237,6 +262,40 @@ fn with_content(conn: &mut DbConnection, rows: Vec<DeliveryRow>) -> QueryResult<
         });
     }
     Ok(claims)
+}
+
+/// Deliveries of this kind answer a reply from the follow-up queue: their
+/// text is in `responses`, not in a variant.
+pub const RESPONSE_KIND: &str = "response";
+
+/// What a response delivery publishes, and the reply it answers (under the
+/// first part of the post that reply was collected from).
+fn response_content(
+    conn: &mut DbConnection,
+    delivery_id: &str,
+) -> QueryResult<(VariantContent, ReplyTarget)> {
+    let (text, reply_remote_id, source_delivery): (String, String, String) = responses::table
+        .inner_join(replies::table)
+        .filter(responses::delivery_id.eq(delivery_id))
+        .select((responses::text, replies::remote_id, replies::delivery_id))
+        .first(conn)?;
+    let source: DeliveryRow = deliveries::table
+        .find(&source_delivery)
+        .select(DeliveryRow::as_select())
+        .first(conn)?;
+    let root_id = source
+        .parts()
+        .first()
+        .map(|p| p.id.clone())
+        .unwrap_or_default();
+    Ok((
+        VariantContent::text(text),
+        ReplyTarget {
+            root_id,
+            parent_id: reply_remote_id,
+            answers_reply: true,
+        },
+    ))
 }
 
 /// The earliest instant after `after` at which a scheduled delivery falls
@@ -552,6 +611,9 @@ fn apply(
         .set(&change)
         .execute(conn)?;
     events.push(event(SYSTEM, action, row).details(details));
+    if row.kind == RESPONSE_KIND && matches!(settle, Settle::Published { .. }) {
+        crate::replies::store::response_published(conn, row, now, events)?;
+    }
     Ok(())
 }
 

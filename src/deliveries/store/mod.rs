@@ -9,6 +9,7 @@ mod dispatch;
 pub use dispatch::{
     claim_due, claim_unknown, count_by_status, next_due_after, rescue_expired_leases,
     save_progress, settle, settle_reconciliation, sweep_missed, Claim, Outcome, Reconciled, Settle,
+    RESPONSE_KIND,
 };
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
@@ -67,6 +68,75 @@ pub struct DeliveryRow {
     pub retracted_at: Option<NaiveDateTime>,
     /// Why the last retraction could not delete the post.
     pub retraction_error: Option<String>,
+}
+
+/// What a new delivery is made of; the rest starts empty.
+pub struct NewDelivery {
+    pub statement_id: String,
+    pub lineage_id: String,
+    pub statement_version: i32,
+    pub account_id: String,
+    pub platform: String,
+    /// The statement's kind, or `response` for an answer to a reply.
+    pub kind: String,
+    pub planned_at: NaiveDateTime,
+    pub timezone: Option<String>,
+    pub max_lateness_s: i32,
+    pub created_by: String,
+    pub reply_to_delivery_id: Option<String>,
+    /// Its rank among the rows created together (keeps Bluesky keys unique).
+    pub nth: usize,
+}
+
+impl DeliveryRow {
+    /// A `scheduled` delivery due at `planned_at`, with its idempotency key
+    /// chosen now: Bluesky takes the key as its record key, which for posts
+    /// must be a TID (the clock id random, the instant unique per row).
+    pub fn scheduled(new: NewDelivery) -> Self {
+        let now = db::now();
+        let idempotency_key = if new.platform == Platform::Bluesky.as_str() {
+            crate::platforms::connector::tid(
+                Utc::now() + Duration::microseconds(new.nth as i64),
+                rand::random::<u16>() & 0x3ff,
+            )
+        } else {
+            db::new_id()
+        };
+        Self {
+            id: db::new_id(),
+            statement_id: new.statement_id,
+            lineage_id: new.lineage_id,
+            statement_version: new.statement_version,
+            account_id: new.account_id,
+            platform: new.platform,
+            kind: new.kind,
+            planned_at: new.planned_at,
+            timezone: new.timezone,
+            max_lateness_s: new.max_lateness_s,
+            deadline: new.planned_at + Duration::seconds(i64::from(new.max_lateness_s)),
+            status: DeliveryStatus::Scheduled.as_str().into(),
+            attempts: 0,
+            retries: 0,
+            reconcile_tries: 0,
+            next_attempt_at: Some(new.planned_at),
+            lease_owner: None,
+            lease_expires_at: None,
+            idempotency_key,
+            first_attempt_at: None,
+            published_at: None,
+            lateness_ms: None,
+            remote_id: None,
+            remote_url: None,
+            last_error: None,
+            created_by: new.created_by,
+            created_at: now,
+            updated_at: now,
+            remote_parts: None,
+            reply_to_delivery_id: new.reply_to_delivery_id,
+            retracted_at: None,
+            retraction_error: None,
+        }
+    }
 }
 
 /// One published part of a thread.
@@ -201,6 +271,13 @@ pub fn schedule(
             .optional()?
             .ok_or_else(|| DeliveryError::NotFound(format!("statement '{}'", req.statement_id)))?;
         let (lineage_id, version, kind, status) = statement;
+        if kind == RESPONSE_KIND {
+            return Err(DeliveryError::Conflict(
+                "a response template is not published on its own: use it to answer a reply \
+                 (POST /v1/replies/{id}/respond with template_id)"
+                    .into(),
+            ));
+        }
         if status != Status::Approved.as_str() {
             return Err(DeliveryError::Conflict(format!(
                 "the statement is {status}: only an approved statement can be scheduled"
@@ -261,9 +338,7 @@ pub fn schedule(
         if !errors.is_empty() {
             return Err(DeliveryError::Invalid(errors));
         }
-        let now = db::now();
         let planned_at = db::truncate_micros(req.planned_at.naive_utc());
-        let deadline = planned_at + Duration::seconds(i64::from(req.max_lateness_s));
         let mut rows = Vec::with_capacity(targets.len());
         let reply_to = |account_id: &str| {
             req.account_ids
@@ -272,19 +347,7 @@ pub fn schedule(
                 .and_then(|i| req.reply_to.get(i).cloned().flatten())
         };
         for (n, account) in targets.into_iter().enumerate() {
-            let id = db::new_id();
-            // Bluesky takes the key as its record key, which for posts must
-            // be a TID: the clock id is random, the instant unique per row.
-            let idempotency_key = if account.platform == Platform::Bluesky.as_str() {
-                crate::platforms::connector::tid(
-                    Utc::now() + Duration::microseconds(n as i64),
-                    rand::random::<u16>() & 0x3ff,
-                )
-            } else {
-                db::new_id()
-            };
-            let row = DeliveryRow {
-                id,
+            let row = DeliveryRow::scheduled(NewDelivery {
                 statement_id: req.statement_id.clone(),
                 lineage_id: lineage_id.clone(),
                 statement_version: version,
@@ -294,29 +357,10 @@ pub fn schedule(
                 planned_at,
                 timezone: req.timezone.clone(),
                 max_lateness_s: req.max_lateness_s,
-                deadline,
-                status: DeliveryStatus::Scheduled.as_str().into(),
-                attempts: 0,
-                retries: 0,
-                reconcile_tries: 0,
-                next_attempt_at: Some(planned_at),
-                lease_owner: None,
-                lease_expires_at: None,
-                idempotency_key,
-                first_attempt_at: None,
-                published_at: None,
-                lateness_ms: None,
-                remote_id: None,
-                remote_url: None,
-                last_error: None,
                 created_by: actor.into(),
-                created_at: now,
-                updated_at: now,
-                remote_parts: None,
                 reply_to_delivery_id: reply_to(&account.id),
-                retracted_at: None,
-                retraction_error: None,
-            };
+                nth: n,
+            });
             diesel::insert_into(deliveries::table)
                 .values(&row)
                 .execute(conn)?;
@@ -503,6 +547,7 @@ pub fn follow_new_version(
 ) -> QueryResult<usize> {
     let pending: Vec<DeliveryRow> = deliveries::table
         .filter(deliveries::statement_id.eq(old_id))
+        .filter(deliveries::kind.ne(dispatch::RESPONSE_KIND))
         .filter(deliveries::status.eq(DeliveryStatus::Scheduled.as_str()))
         .select(DeliveryRow::as_select())
         .load(conn)?;
@@ -566,7 +611,10 @@ pub fn cancel_pending(
         .filter(deliveries::status.eq(DeliveryStatus::Scheduled.as_str()))
         .into_boxed();
     query = match owner {
-        Owner::Statement(id) => query.filter(deliveries::statement_id.eq(id.to_string())),
+        // Answers to the public outlive the statement they were collected under.
+        Owner::Statement(id) => query
+            .filter(deliveries::statement_id.eq(id.to_string()))
+            .filter(deliveries::kind.ne(dispatch::RESPONSE_KIND)),
         Owner::Account(id) => query.filter(deliveries::account_id.eq(id.to_string())),
     };
     let pending: Vec<DeliveryRow> = query.select(DeliveryRow::as_select()).load(conn)?;

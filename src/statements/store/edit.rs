@@ -87,8 +87,8 @@ pub fn update(
         let kind = patch.kind.unwrap_or(before.kind);
         let wanted = match patch.severity {
             Some(explicit) => explicit,
-            // Switching to routine drops the severity; staying crisis keeps it.
-            None if kind == Kind::Routine => None,
+            // Leaving crisis drops the severity; staying crisis keeps it.
+            None if kind != Kind::Crisis => None,
             None => before.severity,
         };
         let severity =

@@ -1,0 +1,2 @@
+DROP TABLE telegram_offsets;
+DROP TABLE telegram_comments;
