@@ -80,15 +80,6 @@ pub fn check(
                     reply_spikes::total.eq(total as i32),
                 ))
                 .execute(conn)?;
-            let share = (negative * 100) / total.max(1);
-            let details = json!({
-                "scope": scope.kind(),
-                "negative": negative,
-                "total": total,
-                "share_pct": share,
-                "threshold_pct": settings.spike_share_pct,
-                "window_s": settings.spike_window_s,
-            });
             let mut event =
                 NewEvent::new(crate::deliveries::store::SYSTEM, "replies.negative_spike");
             match scope {
@@ -96,17 +87,18 @@ pub fn check(
                     if let Some(latest) = latest_version(conn, lineage)? {
                         event = event.statement(&latest);
                     }
-                    event.details = json!({"lineage_id": lineage});
                 }
                 Scope::Account(account) => event = event.account(account),
             }
-            if let (Some(target), Some(source)) =
-                (event.details.as_object_mut(), details.as_object())
-            {
-                target.extend(source.clone());
-            } else {
-                event.details = details;
-            }
+            let event = event.details(json!({
+                "scope": scope.kind(),
+                "scope_id": scope.id(),
+                "negative": negative,
+                "total": total,
+                "share_pct": (negative * 100) / total.max(1),
+                "threshold_pct": settings.spike_share_pct,
+                "window_s": settings.spike_window_s,
+            }));
             log::store::append(conn, event)?;
             Ok(Change::Started)
         }

@@ -192,27 +192,31 @@ pub fn change_follow_up(
             replies::updated_at.eq(now),
         ))
         .execute(conn)?;
-    let mut event = reply
-        .event(actor, "reply.follow_up_changed")
-        .details(json!({
-            "reply_id": reply.id,
-            "from": reply.follow_up,
-            "to": change.follow_up.as_str(),
-            "assignee": assignee,
-        }));
-    if change.follow_up == FollowUp::NeedsResponse {
-        event.details["needs_response"] = json!(true);
-    }
-    log::store::append(conn, event)?;
-    if change.follow_up == FollowUp::NeedsResponse && reply.follow_up != "needs_response" {
-        let updated = find(conn, &reply.id)?.unwrap_or_else(|| reply.clone());
+    log::store::append(
+        conn,
+        reply
+            .event(actor, "reply.follow_up_changed")
+            .details(json!({
+                "reply_id": reply.id,
+                "from": reply.follow_up,
+                "to": change.follow_up.as_str(),
+                "assignee": assignee,
+            })),
+    )?;
+    let updated = ReplyRow {
+        follow_up: change.follow_up.as_str().to_string(),
+        assignee,
+        first_response_at,
+        updated_at: now,
+        ..reply.clone()
+    };
+    if change.follow_up == FollowUp::NeedsResponse && reply.follow_up != updated.follow_up {
         crate::webhooks::enqueue(
             conn,
             "reply.needs_response",
             super::routes::payload(&updated),
         )?;
     }
-    let updated = find(conn, &reply.id)?.unwrap_or_else(|| reply.clone());
     Ok((updated, true))
 }
 

@@ -535,29 +535,24 @@ async fn sandbox_replies_are_validated() {
     let app = spawn_app_with(|_| {}).await;
     let (_, delivery, _) = published(&app, "Hello.").await;
     let post = delivery["remote_id"].as_str().unwrap();
-    let bad = app
-        .post(
-            &app.admin,
-            &format!("/v1/sandbox/posts/{post}/replies"),
-            json!({"author": " ", "text": "x"}),
-        )
-        .await;
-    bad.invalid("author");
-    let bad = app
-        .post(
-            &app.admin,
-            &format!("/v1/sandbox/posts/{post}/replies"),
-            json!({"author": "a", "text": ""}),
-        )
-        .await;
-    bad.invalid("text");
-    let missing = app
-        .post(
-            &app.admin,
-            &format!("/v1/sandbox/posts/{}/replies", uuid::Uuid::now_v7()),
-            json!({"author": "a", "text": "b"}),
-        )
-        .await;
+    let reply = |to: String, body: Value| {
+        let app = &app;
+        async move {
+            app.post(&app.admin, &format!("/v1/sandbox/posts/{to}/replies"), body)
+                .await
+        }
+    };
+    reply(post.into(), json!({"author": " ", "text": "x"}))
+        .await
+        .invalid("author");
+    reply(post.into(), json!({"author": "a", "text": ""}))
+        .await
+        .invalid("text");
+    let missing = reply(
+        uuid::Uuid::now_v7().to_string(),
+        json!({"author": "a", "text": "b"}),
+    )
+    .await;
     assert_eq!(missing.status, 404);
     let missing = app
         .get(&app.admin, &format!("/v1/replies/{}", uuid::Uuid::now_v7()))
