@@ -76,6 +76,10 @@ pub struct WebhookSettings {
     pub retry_s: u64,
     pub give_up_s: u64,
     pub timeout_s: u64,
+    /// How long settled calls (delivered, failed, cancelled) and their
+    /// tries are kept, after which the sender deletes them
+    /// (`HERALD_WEBHOOKS_KEEP_S`). Pending calls are never deleted.
+    pub keep_s: u64,
 }
 
 impl Default for WebhookSettings {
@@ -85,6 +89,7 @@ impl Default for WebhookSettings {
             retry_s: 10,
             give_up_s: 86_400,
             timeout_s: 10,
+            keep_s: 30 * 86_400,
         }
     }
 }
@@ -350,6 +355,7 @@ struct FileSettings {
     webhooks_retry_s: Option<i64>,
     webhooks_give_up_s: Option<i64>,
     webhooks_timeout_s: Option<i64>,
+    webhooks_keep_s: Option<i64>,
 }
 
 /// An integer setting from the environment or the file, within bounds.
@@ -563,6 +569,12 @@ impl Settings {
                 file.webhooks_timeout_s,
                 w.timeout_s,
                 300,
+            )?,
+            keep_s: int(
+                "HERALD_WEBHOOKS_KEEP_S",
+                file.webhooks_keep_s,
+                w.keep_s,
+                366 * 86_400,
             )?,
         };
         Ok(Settings {

@@ -21,6 +21,24 @@
 //! to `depth` (default 6, at most 1000) and its `parent` chain up to
 //! `parentHeight` (default 80); no pagination; `indexedAt` is when the fake
 //! stored the record; a post that is missing or deleted is 400 `NotFound`.
+//! [`FakeBluesky::set_feed_appview`] switches that proxying off, as on a PDS
+//! with no AppView configured for feeds: `getPostThread` then answers 501
+//! `MethodNotImplemented` (before any auth check) while notifications still work.
+//!
+//! `app.bsky.notification.listNotifications` (auth required) lists the
+//! account's notifications newest first: `reasons` filters them (repeat the
+//! parameter for several), `limit` is 1 to 100 (default 50; 400
+//! `InvalidRequest` outside), `cursor` is opaque and stable when newer
+//! notifications arrive (a bad one is 400 `InvalidRequest`); every page that
+//! is not empty carries a cursor, so the end is an empty page without one,
+//! as keyset paging on the AppView does. `isRead` is true only for
+//! notifications indexed at or before a given `seenAt`. The fake makes
+//! `reply` notifications only: when a post answers a post of another
+//! account, that account is notified with `reasonSubject` = the parent
+//! (the real AppView also notifies the authors of a few ancestors above the
+//! parent; the fake does not). `indexedAt` is when the fake stored the reply
+//! (the real AppView sorts by the earlier of `createdAt` and indexing time).
+//! A deleted reply leaves the list.
 //!
 //! Public API, in short:
 //! - start: [`FakeBluesky::start`]; [`FakeBluesky::base_url`] (the PDS URL).
@@ -28,11 +46,14 @@
 //!   [`FakeBluesky::take_down`], [`FakeBluesky::revoke_app_password`] (the password
 //!   and every session of the account die at once).
 //! - the public: [`FakeBluesky::add_reply`] (another account, made on first
-//!   use, answers a post; returns the reply's `at://` URI),
-//!   [`FakeBluesky::add_reply_at`] (the same with an older `createdAt`, indexed now).
+//!   use, answers a post; returns the reply's `at://` URI; the parent's author
+//!   gets a `reply` notification), [`FakeBluesky::add_reply_at`] (the same
+//!   with an older `createdAt`, indexed now).
+//! - the AppView: [`FakeBluesky::set_feed_appview`] (off: `getPostThread` is 501).
 //! - faults: [`FakeBluesky::revoke_refresh_tokens`], [`FakeBluesky::expire_access_tokens`],
 //!   [`FakeBluesky::set_rate_limits`], [`FakeBluesky::fail_next`],
-//!   [`FakeBluesky::rate_limit_next`] (both also hit `getPostThread`),
+//!   [`FakeBluesky::rate_limit_next`] (both also hit `getPostThread` and
+//!   `listNotifications`),
 //!   [`FakeBluesky::drop_after_store_next`],
 //!   [`FakeBluesky::stall_after_store_next`], [`FakeBluesky::set_latency`].
 //! - media to download: [`FakeBluesky::image_url`], [`FakeBluesky::image_url_of_size`].
@@ -303,16 +324,17 @@ impl FakeBluesky {
         state.windows.clear();
     }
 
-    /// The next `n` authenticated `createRecord` or `getPostThread` calls
-    /// fail with `status` (5xx: `InternalServerError` and friends) and store
-    /// nothing.
+    /// The next `n` authenticated `createRecord`, `getPostThread` or
+    /// `listNotifications` calls fail with `status` (5xx:
+    /// `InternalServerError` and friends) and store nothing.
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut state = self.shared.lock();
         state.faults.fail.arm(n, status);
     }
 
-    /// The next `n` authenticated `createRecord` or `getPostThread` calls
-    /// get 429 `RateLimitExceeded` with `RateLimit-Reset` `reset_in` from now.
+    /// The next `n` authenticated `createRecord`, `getPostThread` or
+    /// `listNotifications` calls get 429 `RateLimitExceeded` with
+    /// `RateLimit-Reset` `reset_in` from now.
     pub fn rate_limit_next(&self, n: usize, reset_in: Duration) {
         let mut state = self.shared.lock();
         state.faults.rate_limit.arm(n, reset_in);
@@ -334,6 +356,13 @@ impl FakeBluesky {
     /// Wait this long before handling every request.
     pub fn set_latency(&self, latency: Duration) {
         self.shared.lock().latency = latency;
+    }
+
+    /// Whether the PDS proxies `app.bsky.feed.*` calls to an AppView (on by
+    /// default). Off, `getPostThread` answers 501 `MethodNotImplemented`
+    /// "Method Not Implemented"; `listNotifications` still answers.
+    pub fn set_feed_appview(&self, on: bool) {
+        self.shared.lock().no_feed_appview = !on;
     }
 
     /// The account `handle` (made on first use) answers the post
@@ -483,6 +512,14 @@ struct StoredRecord {
     value: Value,
 }
 
+/// A `reply` notification: record `record` (an index in `records`)
+/// answered the recipient's post `reason_subject`.
+struct Notification {
+    seq: u64,
+    record: usize,
+    reason_subject: String,
+}
+
 struct Window {
     started: Instant,
     reset_epoch: u64,
@@ -508,6 +545,12 @@ struct State {
     record_index: HashMap<(String, String), usize>,
     /// Post URI → the indices (in `records`) of the posts answering it.
     children: HashMap<String, Vec<usize>>,
+    /// Recipient DID → its notifications, oldest first (`seq` ascending).
+    notifications: HashMap<String, Vec<Notification>>,
+    /// The `seq` of the next notification.
+    next_notification: u64,
+    /// `getPostThread` answers 501, as a PDS with no feed AppView.
+    no_feed_appview: bool,
     post_requests: usize,
     /// (DID, blob CID) → (MIME type, size).
     blobs: HashMap<(String, String), (String, u64)>,
@@ -749,7 +792,11 @@ fn route(state: &mut State, nsid: &str, req: &HttpRequest, body: &[u8]) -> Reply
         ("com.atproto.repo.getRecord", false) => get_record(state, req),
         ("com.atproto.repo.uploadBlob", true) => upload_blob(state, req, body),
         ("com.atproto.repo.deleteRecord", true) => delete_record(state, req, body),
+        ("app.bsky.feed.getPostThread", false) if state.no_feed_appview => {
+            Reply::error(501, "MethodNotImplemented", "Method Not Implemented")
+        }
         ("app.bsky.feed.getPostThread", false) => get_post_thread(state, req),
+        ("app.bsky.notification.listNotifications", false) => list_notifications(state, req),
         (
             "com.atproto.server.createSession"
             | "com.atproto.server.refreshSession"
@@ -758,7 +805,8 @@ fn route(state: &mut State, nsid: &str, req: &HttpRequest, body: &[u8]) -> Reply
             | "com.atproto.repo.getRecord"
             | "com.atproto.repo.uploadBlob"
             | "com.atproto.repo.deleteRecord"
-            | "app.bsky.feed.getPostThread",
+            | "app.bsky.feed.getPostThread"
+            | "app.bsky.notification.listNotifications",
             _,
         ) => Reply::invalid(format!(
             "Incorrect HTTP method ({}) for {nsid}",
@@ -999,11 +1047,29 @@ fn insert_record(
         .insert((did.to_string(), rkey.clone()), index);
     if let Some(reply) = &reply {
         // The parent's URI as stored (a DID, never a handle).
-        let parent = state
+        let (parent, parent_did) = state
             .find_post(&reply.parent_uri)
-            .map(|p| p.public.uri.clone())
-            .unwrap_or_else(|| reply.parent_uri.clone());
-        state.children.entry(parent).or_default().push(index);
+            .map(|p| (p.public.uri.clone(), Some(p.public.did.clone())))
+            .unwrap_or_else(|| (reply.parent_uri.clone(), None));
+        state
+            .children
+            .entry(parent.clone())
+            .or_default()
+            .push(index);
+        // The parent's author hears of the reply, unless it answers itself.
+        if let Some(recipient) = parent_did.filter(|d| d != did) {
+            let seq = state.next_notification;
+            state.next_notification += 1;
+            state
+                .notifications
+                .entry(recipient)
+                .or_default()
+                .push(Notification {
+                    seq,
+                    record: index,
+                    reason_subject: parent,
+                });
+        }
     }
     state.records.push(StoredRecord {
         public: FakeRecord {
@@ -1033,22 +1099,8 @@ fn get_post_thread(state: &mut State, req: &HttpRequest) -> Reply {
     if let Err(reply) = state.authenticate(req) {
         return reply;
     }
-    if let Some(status) = state.faults.fail.take() {
-        let status = if (500..600).contains(&status) {
-            status
-        } else {
-            500
-        };
-        return Reply::error(status, server_error_name(status), "Internal Server Error");
-    }
-    if let Some(reset_in) = state.faults.rate_limit.take() {
-        let limit = state.limits.global.map_or(3000, |l| l.points);
-        return Reply::rate_limited(Quota {
-            limit,
-            remaining: 0,
-            reset_epoch: new_window(Instant::now(), reset_in).reset_epoch,
-            window_secs: reset_in.as_secs().max(1),
-        });
+    if let Some(reply) = read_fault(state) {
+        return reply;
     }
     let params: HashMap<String, String> = match serde_urlencoded::from_str(req.query_string()) {
         Ok(params) => params,
@@ -1107,6 +1159,125 @@ fn get_post_thread(state: &mut State, req: &HttpRequest) -> Reply {
         current = parent;
     }
     Reply::ok(json!({"thread": thread}))
+}
+
+/// The armed 5xx or 429 of an authenticated read (`getPostThread`,
+/// `listNotifications`), if any.
+fn read_fault(state: &mut State) -> Option<Reply> {
+    if let Some(status) = state.faults.fail.take() {
+        let status = if (500..600).contains(&status) {
+            status
+        } else {
+            500
+        };
+        return Some(Reply::error(
+            status,
+            server_error_name(status),
+            "Internal Server Error",
+        ));
+    }
+    let reset_in = state.faults.rate_limit.take()?;
+    let limit = state.limits.global.map_or(3000, |l| l.points);
+    Some(Reply::rate_limited(Quota {
+        limit,
+        remaining: 0,
+        reset_epoch: new_window(Instant::now(), reset_in).reset_epoch,
+        window_secs: reset_in.as_secs().max(1),
+    }))
+}
+
+/// `app.bsky.notification.listNotifications`: the account's notifications,
+/// newest first, `limit` (1 to 100, default 50) per page after `cursor`.
+fn list_notifications(state: &mut State, req: &HttpRequest) -> Reply {
+    let did = match state.authenticate(req) {
+        Ok(did) => did,
+        Err(reply) => return reply,
+    };
+    if let Some(reply) = read_fault(state) {
+        return reply;
+    }
+    let params: Vec<(String, String)> = match serde_urlencoded::from_str(req.query_string()) {
+        Ok(params) => params,
+        Err(_) => return Reply::invalid("Invalid query string"),
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = match param("limit").map(str::parse::<i64>) {
+        None => 50,
+        Some(Ok(n)) if n > 100 => return Reply::invalid("limit can not be greater than 100"),
+        Some(Ok(n)) if n < 1 => return Reply::invalid("limit can not be less than 1"),
+        Some(Ok(n)) => n as usize,
+        Some(Err(_)) => return Reply::invalid("limit must be an integer"),
+    };
+    let before = match param("cursor") {
+        None => u64::MAX,
+        Some(cursor) => match parse_notification_cursor(cursor) {
+            Some(seq) => seq,
+            None => return Reply::invalid("Malformed cursor"),
+        },
+    };
+    let seen_at = match param("seenAt").map(DateTime::parse_from_rfc3339) {
+        None => None,
+        Some(Ok(at)) => Some(at.with_timezone(&Utc)),
+        Some(Err(_)) => return Reply::invalid("seenAt must be a valid datetime"),
+    };
+    let reasons: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "reasons" || k == "reasons[]")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let list = state
+        .notifications
+        .get(&did)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let end = list.partition_point(|n| n.seq < before);
+    let page: Vec<&Notification> = list[..end]
+        .iter()
+        .rev()
+        .filter(|_| reasons.is_empty() || reasons.contains(&"reply"))
+        .take(limit)
+        .collect();
+    let cursor = page.last().map(|n| {
+        let at = state.records[n.record].public.received_at;
+        format!("{}::{:x}", at.timestamp_millis(), n.seq)
+    });
+    let notifications: Vec<Value> = page
+        .iter()
+        .filter(|n| !state.records[n.record].public.deleted)
+        .map(|n| {
+            let record = &state.records[n.record];
+            let public = &record.public;
+            json!({
+                "uri": public.uri,
+                "cid": record.cid,
+                "author": {"did": public.did, "handle": public.handle, "displayName": public.handle},
+                "reason": "reply",
+                "reasonSubject": n.reason_subject,
+                "record": record.value,
+                "isRead": seen_at.is_some_and(|seen| public.received_at <= seen),
+                "indexedAt": public.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "labels": [],
+            })
+        })
+        .collect();
+    let mut body = json!({"notifications": notifications});
+    if let Some(cursor) = cursor {
+        body["cursor"] = json!(cursor);
+    }
+    Reply::ok(body)
+}
+
+/// The `seq` a `listNotifications` cursor (`<millis>::<seq in hex>`) points at.
+fn parse_notification_cursor(cursor: &str) -> Option<u64> {
+    let (millis, seq) = cursor.split_once("::")?;
+    millis.parse::<i64>().ok()?;
+    u64::from_str_radix(seq, 16).ok()
 }
 
 /// A `#threadViewPost` of record `index`, its live replies down to `depth`
@@ -1717,6 +1888,141 @@ mod tests {
         assert!(!is_record_key(".."));
         assert!(!is_record_key("a/b"));
         assert!(!is_record_key(""));
+    }
+
+    /// A state with the accounts `me.test` and `you.test`, a post of `me`,
+    /// and a session of `me`: the state, the post's URI and the access token.
+    fn state_with_a_post() -> (State, String, String) {
+        let mut state = State::default();
+        for (did, handle) in [("did:plc:me", "me.test"), ("did:plc:you", "you.test")] {
+            state.dids_by_handle.insert(handle.into(), did.into());
+            state.accounts.insert(
+                did.into(),
+                Account {
+                    did: did.into(),
+                    handle: handle.into(),
+                    app_password: "pw".into(),
+                    taken_down: false,
+                    login_attempts: 0,
+                    sessions_created: 0,
+                    sessions_refreshed: 0,
+                },
+            );
+        }
+        let root = insert_post(&mut state, "did:plc:me", "Boil water notice.", None);
+        let (access, _) = state.issue_session("did:plc:me");
+        (state, root, access)
+    }
+
+    /// Store a post of `did`, answering `parent` (a post the state holds).
+    fn insert_post(state: &mut State, did: &str, text: &str, parent: Option<&str>) -> String {
+        let reply = parent.map(|parent| {
+            let held = state.find_post(parent).unwrap();
+            let (parent_uri, parent_cid) = (held.public.uri.clone(), held.cid.clone());
+            let (root_uri, root_cid) = match &held.public.reply {
+                Some(r) => (r.root_uri.clone(), r.root_cid.clone()),
+                None => (parent_uri.clone(), parent_cid.clone()),
+            };
+            FakeReply {
+                root_uri,
+                root_cid,
+                parent_uri,
+                parent_cid,
+            }
+        });
+        let mut value = json!({"$type": POST_COLLECTION, "text": text, "createdAt": "2026-11-25T09:00:00.000Z"});
+        if let Some(r) = &reply {
+            value["reply"] = json!({
+                "root": {"uri": r.root_uri, "cid": r.root_cid},
+                "parent": {"uri": r.parent_uri, "cid": r.parent_cid},
+            });
+        }
+        let checked = CheckedPost {
+            text: text.into(),
+            langs: Vec::new(),
+            created_at: "2026-11-25T09:00:00.000Z".into(),
+        };
+        let rkey = state.next_tid();
+        insert_record(state, did, rkey, value, checked, reply, Vec::new()).0
+    }
+
+    fn list(state: &mut State, access: &str, query: &str) -> Reply {
+        let req = actix_web::test::TestRequest::get()
+            .uri(&format!(
+                "/xrpc/app.bsky.notification.listNotifications?{query}"
+            ))
+            .insert_header(("authorization", format!("Bearer {access}")))
+            .to_http_request();
+        list_notifications(state, &req)
+    }
+
+    fn uris(reply: &Reply) -> Vec<String> {
+        reply.body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["uri"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn replies_to_the_accounts_posts_are_notified_newest_first_in_pages() {
+        let (mut state, root, access) = state_with_a_post();
+        let first = insert_post(&mut state, "did:plc:you", "When?", Some(&root));
+        let second = insert_post(&mut state, "did:plc:you", "Where?", Some(&root));
+        // Neither a reply to someone else's reply nor our own thread part notifies us.
+        insert_post(&mut state, "did:plc:you", "Also me", Some(&first));
+        let ours = insert_post(&mut state, "did:plc:me", "2/2", Some(&root));
+        let third = insert_post(&mut state, "did:plc:you", "Thanks", Some(&ours));
+
+        let page = list(&mut state, &access, "reasons=reply&limit=2");
+        assert_eq!(page.status, 200);
+        assert_eq!(uris(&page), vec![third.clone(), second.clone()]);
+        let notice = &page.body["notifications"][0];
+        assert_eq!(notice["reason"], "reply");
+        assert_eq!(notice["reasonSubject"], ours.as_str());
+        assert_eq!(notice["author"]["handle"], "you.test");
+        assert_eq!(notice["record"]["reply"]["root"]["uri"], root.as_str());
+        assert_eq!(notice["isRead"], false);
+        let cursor = page.body["cursor"].as_str().unwrap().to_string();
+
+        // A newer notification does not move the pages already handed out.
+        insert_post(&mut state, "did:plc:you", "Late", Some(&root));
+        let next = list(&mut state, &access, &format!("limit=2&cursor={cursor}"));
+        assert_eq!(uris(&next), vec![first]);
+        let cursor = next.body["cursor"].as_str().unwrap().to_string();
+        let end = list(&mut state, &access, &format!("limit=2&cursor={cursor}"));
+        assert!(uris(&end).is_empty());
+        assert!(end.body.get("cursor").is_none(), "{}", end.body);
+
+        assert!(uris(&list(&mut state, &access, "reasons=mention")).is_empty());
+        assert_eq!(
+            uris(&list(&mut state, &access, "")).len(),
+            4,
+            "default limit 50"
+        );
+    }
+
+    #[test]
+    fn list_notifications_refuses_a_bad_limit_or_cursor_and_needs_auth() {
+        let (mut state, _, access) = state_with_a_post();
+        for query in [
+            "limit=0",
+            "limit=101",
+            "limit=ten",
+            "cursor=nope",
+            "seenAt=yesterday",
+        ] {
+            let reply = list(&mut state, &access, query);
+            assert_eq!(reply.status, 400, "{query}");
+            assert_eq!(reply.body["error"], "InvalidRequest", "{query}");
+        }
+        assert_eq!(list(&mut state, &access, "limit=100").status, 200);
+        assert_eq!(list(&mut state, &access, "limit=1").status, 200);
+        let anonymous = actix_web::test::TestRequest::get()
+            .uri("/xrpc/app.bsky.notification.listNotifications")
+            .to_http_request();
+        assert_eq!(list_notifications(&mut state, &anonymous).status, 401);
     }
 
     #[test]

@@ -36,9 +36,27 @@
 //! its cid read with `getRecord` from its own repo, and the root copied from
 //! its `reply.root` (our first part).
 //!
-//! There is no fallback to `listNotifications` when no AppView is reachable:
-//! that method is an `app.bsky.*` AppView method too, so a PDS that cannot
-//! answer one cannot answer the other.
+//! When the PDS cannot serve the thread because no AppView is configured
+//! for feeds (501 `MethodNotImplemented`, or 400/404 `MethodNotImplemented`
+//! or `XRPCNotSupported`), that poll reads the account's notifications
+//! instead (`app.bsky.notification.listNotifications?reasons=reply`, the way
+//! the docs recommend for one account), with the same session handling.
+//! A notification is ours when the reply's `reply.root` is the first part or
+//! its `reasonSubject` is one of our parts; the account's own posts and
+//! Herald's parts are left out, and a reply is mapped as in the thread. Only
+//! the replies the AppView notifies are found this way: a reply to someone
+//! else's reply, only if the AppView notifies the authors above its parent.
+//! Pages of 100 are read newest first, following the cursor down to what the
+//! last poll covered, and a bit further: the AppView sorts a notification by
+//! the earlier of `createdAt` and indexing time, so a reply from a client
+//! whose clock is behind lands below newer ones. That window (15 minutes, at
+//! most 500 notifications) is read again each poll; a digest of our replies
+//! in it tells whether anything arrived there late, in which case the whole
+//! window is handed back. A poll reads at most 10 pages; a longer backlog is
+//! read by the next polls from the AppView's cursor, before anything newer.
+//! The cursor (`n:`…, `NoticeCursor`) is ignored by the thread path, as a
+//! thread cursor is by the notification path: after a switch, replies are
+//! handed back again rather than lost (the store keeps each once).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -73,6 +91,18 @@ const MAX_IMAGES: usize = 4;
 const MAX_IMAGE_BYTES: usize = 1_000_000;
 /// `getPostThread`'s deepest `depth` (lexicon: 0 to 1000, default 6).
 const THREAD_DEPTH: &str = "1000";
+/// `listNotifications`' largest `limit` (lexicon: 1 to 100, default 50).
+const NOTIFICATION_PAGE: &str = "100";
+/// Pages of notifications one poll reads; the next poll goes on from there.
+const MAX_NOTIFICATION_PAGES: usize = 10;
+/// The most notifications a poll reads again below the last top (half the
+/// pages), so that a busy account's next poll still reaches it.
+const NOTIFICATION_WINDOW: usize = 500;
+/// How far below what the last poll covered the next one reads again, in
+/// minutes. The AppView sorts a notification by the earlier of the reply's
+/// `createdAt` and its indexing time, so a reply from a client whose clock
+/// is behind lands below newer ones already read.
+const NOTIFICATION_OVERLAP_MINUTES: i64 = 15;
 
 /// Publishes to Bluesky (any PDS; `https://bsky.social` unless the account
 /// names another base URL). Requests are bounded by the shared client's
@@ -185,8 +215,9 @@ impl Connector for Bluesky {
         Err(classify(&reply, Utc::now()))
     }
 
-    /// `getPostThread` on the first part: the replies not by the account,
-    /// oldest first, those the cursor has not covered.
+    /// `getPostThread` on the first part (or, where the PDS has no feed
+    /// AppView, the account's reply notifications): the replies not by the
+    /// account, oldest first, those the cursor has not covered.
     async fn replies(
         &self,
         account: &AccountSession,
@@ -203,6 +234,9 @@ impl Connector for Bluesky {
         let (reply, session) = self
             .call_with_session(account, &base, &Call::GetPostThread { uri: root })
             .await?;
+        if feed_appview_missing(&reply) {
+            return self.notification_replies(account, &base, query).await;
+        }
         if reply.status != 200 {
             if reply.error == "NotFound" {
                 return Err(ConnectorError::Rejected {
@@ -226,8 +260,366 @@ impl Connector for Bluesky {
             })
             .map(|(_, key, reply)| (key, reply))
             .collect();
-        Ok(SnapshotCursor::select(found, query.cursor.as_deref()))
+        // A notification cursor says nothing about the thread.
+        let cursor = query.cursor.as_deref().filter(|c| !NoticeCursor::is_one(c));
+        Ok(SnapshotCursor::select(found, cursor))
     }
+}
+
+impl Bluesky {
+    /// The replies among the account's `reply` notifications, from where
+    /// the cursor says the last poll stopped (see the module doc).
+    async fn notification_replies(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        query: &ReplyQuery,
+    ) -> Result<ReplyPage, ConnectorError> {
+        // Nothing indexed before the post went out (less the overlap) answers it.
+        let start = query.published_at - overlap();
+        match query.cursor.as_deref().and_then(NoticeCursor::parse) {
+            Some(NoticeCursor::Behind {
+                top,
+                window,
+                floor,
+                resume,
+            }) => match self.walk(account, base, query, Some(&resume), floor).await {
+                Ok(walked) => Ok(walked.backlog_page(top, window, floor)),
+                // The AppView no longer takes its own cursor: read down
+                // from the newest again.
+                Err(ConnectorError::Rejected { .. }) => {
+                    let walked = self.walk(account, base, query, None, floor).await?;
+                    Ok(walked.top_down_page(None, floor, start))
+                }
+                Err(error) => Err(error),
+            },
+            Some(NoticeCursor::Caught { top, window }) => {
+                let walked = self.walk(account, base, query, None, window.from).await?;
+                Ok(walked.top_down_page(Some((top, window)), window.from, start))
+            }
+            // First poll, or a thread cursor: everything since the post.
+            None => {
+                let walked = self.walk(account, base, query, None, start).await?;
+                Ok(walked.top_down_page(None, start, start))
+            }
+        }
+    }
+
+    /// Read notification pages from `from` (the newest without it) until
+    /// one indexed at or before `stop`, the end, or the page limit.
+    async fn walk(
+        &self,
+        account: &AccountSession,
+        base: &str,
+        query: &ReplyQuery,
+        from: Option<&str>,
+        stop: DateTime<Utc>,
+    ) -> Result<Walked, ConnectorError> {
+        let mut cursor = from.map(str::to_string);
+        let mut walked = Walked::default();
+        let mut read = 0usize;
+        for _ in 0..MAX_NOTIFICATION_PAGES {
+            let call = Call::ListNotifications {
+                cursor: cursor.as_deref(),
+            };
+            let (reply, session) = self.call_with_session(account, base, &call).await?;
+            if reply.status != 200 {
+                return Err(notification_failure(&reply));
+            }
+            let page = reply.body["notifications"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut reached = false;
+            for notice in page {
+                let at = timestamp(&notice["indexedAt"]);
+                if at.is_some_and(|at| at <= stop) {
+                    reached = true;
+                    continue;
+                }
+                if let Some(at) = at {
+                    read += 1;
+                    if read == NOTIFICATION_WINDOW {
+                        walked.nth = Some(at);
+                    }
+                    walked.newest = walked.newest.max(Some(at));
+                    walked.lowest = Some(walked.lowest.map_or(at, |low| low.min(at)));
+                }
+                if let Some(found) = our_reply(notice, query, &session.did) {
+                    walked.found.push(found);
+                }
+            }
+            match reply.body["cursor"].as_str().filter(|c| !c.is_empty()) {
+                Some(next) if !reached && !page.is_empty() && Some(next) != cursor.as_deref() => {
+                    cursor = Some(next.to_string());
+                }
+                _ => return Ok(walked),
+            }
+        }
+        walked.resume = cursor;
+        Ok(walked)
+    }
+}
+
+/// What one walk down the notifications found.
+#[derive(Debug, Default)]
+struct Walked {
+    /// Our replies.
+    found: Vec<Notice>,
+    /// The newest and the oldest `indexedAt` of the notifications read.
+    newest: Option<DateTime<Utc>>,
+    lowest: Option<DateTime<Utc>>,
+    /// The `indexedAt` of the [`NOTIFICATION_WINDOW`]th notification read.
+    nth: Option<DateTime<Utc>>,
+    /// The AppView's cursor of the next page, when the page limit stopped
+    /// the walk first.
+    resume: Option<String>,
+}
+
+/// One reply found among the notifications.
+#[derive(Debug)]
+struct Notice {
+    /// The notification's `indexedAt`, when readable.
+    at: Option<DateTime<Utc>>,
+    /// The reply's share of a [`Window`] digest.
+    hash: u64,
+    /// Sort key, as in the thread.
+    key: String,
+    reply: FetchedReply,
+}
+
+/// The notifications the next poll reads again: those indexed after `from`
+/// and up to the cursor's top, of which our replies sum to `digest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    from: DateTime<Utc>,
+    digest: u64,
+}
+
+impl Walked {
+    /// A walk from the newest notification down to `stop`, after a poll
+    /// that read everything down to `previous`'s window (when there is
+    /// one): the replies that window does not already account for.
+    fn top_down_page(
+        self,
+        previous: Option<(DateTime<Utc>, Window)>,
+        stop: DateTime<Utc>,
+        start: DateTime<Utc>,
+    ) -> ReplyPage {
+        let Some(top) = self.newest.max(previous.map(|(top, _)| top)) else {
+            return reply_page(self.found, None);
+        };
+        // The window goes back the overlap, but holds no more than this
+        // walk read, and no more than NOTIFICATION_WINDOW notifications.
+        let mut from = (top - overlap()).max(start).max(stop);
+        from = from.max(self.nth.unwrap_or(from));
+        if self.resume.is_some() {
+            from = from.max(self.lowest.unwrap_or(from));
+        }
+        let window = Window {
+            from,
+            digest: digest_between(&self.found, from, top),
+        };
+        let Walked {
+            mut found, resume, ..
+        } = self;
+        if let Some(resume) = resume {
+            let cursor = NoticeCursor::Behind {
+                top,
+                window,
+                floor: stop,
+                resume,
+            };
+            return reply_page(found, Some(cursor));
+        }
+        if let Some((old_top, old)) = previous {
+            // Replies seen before are dropped only if the old window is
+            // exactly as it was: a late arrival in it (a client whose clock
+            // is behind) hands the whole window back.
+            if digest_between(&found, old.from, old_top) == old.digest {
+                found.retain(|n| n.at.is_none_or(|at| at > old_top));
+            }
+        }
+        reply_page(found, Some(NoticeCursor::Caught { top, window }))
+    }
+
+    /// A walk that went on below `top` after a poll stopped at the page
+    /// limit: everything it found is new.
+    fn backlog_page(self, top: DateTime<Utc>, window: Window, floor: DateTime<Utc>) -> ReplyPage {
+        let cursor = match self.resume {
+            Some(resume) => NoticeCursor::Behind {
+                top,
+                window,
+                floor,
+                resume,
+            },
+            None => NoticeCursor::Caught { top, window },
+        };
+        reply_page(self.found, Some(cursor))
+    }
+}
+
+/// The replies oldest first (by `created_at`, then key), and the cursor.
+fn reply_page(mut found: Vec<Notice>, cursor: Option<NoticeCursor>) -> ReplyPage {
+    found.sort_by(|a, b| {
+        a.reply
+            .created_at
+            .cmp(&b.reply.created_at)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    ReplyPage {
+        replies: found.into_iter().map(|n| n.reply).collect(),
+        cursor: cursor.map(|c| c.to_string()),
+    }
+}
+
+/// The overlap a notification poll reads again below the last top.
+fn overlap() -> chrono::Duration {
+    chrono::Duration::minutes(NOTIFICATION_OVERLAP_MINUTES)
+}
+
+/// The digest of the replies indexed after `from` and up to `to`: a sum of
+/// per-reply hashes (order does not matter).
+fn digest_between(found: &[Notice], from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    found
+        .iter()
+        .filter(|n| n.at.is_some_and(|at| from < at && at <= to))
+        .fold(0u64, |sum, n| sum.wrapping_add(n.hash))
+}
+
+/// A notification that is a reply to our post: its root is our first
+/// part, or it answers one of our parts; not by the account, not ours.
+fn our_reply(notice: &Value, query: &ReplyQuery, did: &str) -> Option<Notice> {
+    if notice["reason"].as_str() != Some("reply") {
+        return None;
+    }
+    let root = query.root_id.trim();
+    let in_thread = notice["record"]["reply"]["root"]["uri"].as_str() == Some(root)
+        || notice["reasonSubject"]
+            .as_str()
+            .is_some_and(|subject| query.own_ids.iter().any(|id| id.trim() == subject));
+    if !in_thread {
+        return None;
+    }
+    let (author, key, reply) = thread_reply(notice)?;
+    if author == did || query.own_ids.iter().any(|id| id.trim() == reply.remote_id) {
+        return None;
+    }
+    let digest = Sha256::digest(reply.remote_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Some(Notice {
+        at: timestamp(&notice["indexedAt"]),
+        hash: u64::from_be_bytes(first),
+        key,
+        reply,
+    })
+}
+
+/// A failed `listNotifications`: as any call, except that a PDS with no
+/// AppView at all cannot give replies by either method.
+fn notification_failure(reply: &Reply) -> ConnectorError {
+    if feed_appview_missing(reply) {
+        return ConnectorError::Rejected {
+            message: format!(
+                "the PDS serves neither getPostThread nor listNotifications, so replies \
+                 cannot be read ({})",
+                reply.describe()
+            ),
+            status: Some(reply.status),
+        };
+    }
+    classify(reply, Utc::now())
+}
+
+/// Where the notification path of [`Connector::replies`] stands between
+/// polls, as `ReplyPage::cursor`: `n:` then the fields, space-separated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NoticeCursor {
+    /// Read down to the window below `top` (the newest `indexedAt` seen).
+    /// `n:<top> <window from> <window digest>`
+    Caught { top: DateTime<Utc>, window: Window },
+    /// A poll stopped at the page limit: the next one goes on from the
+    /// AppView's `resume` cursor down to `floor`, then stands at `top`.
+    /// `n:<top> <window from> <window digest> <floor> <resume>`
+    Behind {
+        top: DateTime<Utc>,
+        window: Window,
+        floor: DateTime<Utc>,
+        resume: String,
+    },
+}
+
+impl NoticeCursor {
+    const PREFIX: &'static str = "n:";
+
+    /// A cursor of the notification path (well formed or not).
+    fn is_one(cursor: &str) -> bool {
+        cursor.trim_start().starts_with(Self::PREFIX)
+    }
+
+    fn parse(cursor: &str) -> Option<NoticeCursor> {
+        let rest = cursor.trim().strip_prefix(Self::PREFIX)?;
+        let mut fields = rest.splitn(5, ' ');
+        let time = |text: Option<&str>| timestamp(&Value::from(text?));
+        let top = time(fields.next())?;
+        let window = Window {
+            from: time(fields.next())?,
+            digest: u64::from_str_radix(fields.next()?, 16).ok()?,
+        };
+        match (fields.next(), fields.next()) {
+            (None, _) => Some(NoticeCursor::Caught { top, window }),
+            (floor, Some(resume)) if !resume.is_empty() => Some(NoticeCursor::Behind {
+                top,
+                window,
+                floor: time(floor)?,
+                resume: resume.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NoticeCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let (top, window) = match self {
+            NoticeCursor::Caught { top, window } | NoticeCursor::Behind { top, window, .. } => {
+                (top, window)
+            }
+        };
+        write!(
+            f,
+            "{}{} {} {:016x}",
+            Self::PREFIX,
+            time(top),
+            time(&window.from),
+            window.digest
+        )?;
+        if let NoticeCursor::Behind { floor, resume, .. } = self {
+            write!(f, " {} {resume}", time(floor))?;
+        }
+        Ok(())
+    }
+}
+
+/// An RFC 3339 time of an XRPC answer, in UTC.
+fn timestamp(value: &Value) -> Option<DateTime<Utc>> {
+    value
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The PDS cannot proxy `app.bsky.feed.*` calls: no AppView is configured
+/// for feeds.
+fn feed_appview_missing(reply: &Reply) -> bool {
+    reply.status == 501
+        || (matches!(reply.status, 400 | 404)
+            && matches!(
+                reply.error.as_str(),
+                "MethodNotImplemented" | "XRPCNotSupported"
+            ))
 }
 
 /// Walk a thread's `replies` (depth first): each post's author DID, its sort
@@ -257,14 +649,8 @@ fn thread_reply(post: &Value) -> Option<(String, String, FetchedReply)> {
         .as_str()
         .filter(|h| !h.is_empty() && *h != "handle.invalid")
         .unwrap_or(did);
-    let time = |value: &Value| {
-        value
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let indexed_at = time(&post["indexedAt"]);
-    let created_at = match (time(&post["record"]["createdAt"]), indexed_at) {
+    let indexed_at = timestamp(&post["indexedAt"]);
+    let created_at = match (timestamp(&post["record"]["createdAt"]), indexed_at) {
         (Some(created), Some(indexed)) => created.min(indexed),
         (created, indexed) => created.or(indexed).unwrap_or_else(Utc::now),
     };
@@ -342,6 +728,11 @@ enum Call<'a> {
     /// `app.bsky.feed.getPostThread` of a post, as deep as allowed.
     GetPostThread {
         uri: &'a str,
+    },
+    /// `app.bsky.notification.listNotifications` of replies, a full page
+    /// from `cursor` (the newest without one).
+    ListNotifications {
+        cursor: Option<&'a str>,
     },
 }
 
@@ -494,6 +885,18 @@ impl Bluesky {
                     ]),
                 false,
             ),
+            Call::ListNotifications { cursor } => {
+                let mut query = vec![("reasons", "reply"), ("limit", NOTIFICATION_PAGE)];
+                if let Some(cursor) = cursor {
+                    query.push(("cursor", cursor));
+                }
+                (
+                    self.http
+                        .get(xrpc_url(base, "app.bsky.notification.listNotifications"))
+                        .query(&query),
+                    false,
+                )
+            }
         };
         self.send(request.bearer_auth(&session.access), is_write)
             .await
@@ -1319,6 +1722,209 @@ mod tests {
             bo.url.as_deref(),
             Some("https://bsky.app/profile/did:plc:handle.invalid/post/3b")
         );
+    }
+
+    #[test]
+    fn a_pds_without_a_feed_appview_is_told_apart_from_other_failures() {
+        assert!(feed_appview_missing(&reply(
+            501,
+            "MethodNotImplemented",
+            ""
+        )));
+        assert!(feed_appview_missing(&reply(501, "", "")));
+        assert!(feed_appview_missing(&reply(404, "XRPCNotSupported", "")));
+        assert!(feed_appview_missing(&reply(
+            400,
+            "MethodNotImplemented",
+            ""
+        )));
+        assert!(!feed_appview_missing(&reply(400, "NotFound", "")));
+        assert!(!feed_appview_missing(&reply(404, "", "Not Found")));
+        assert!(!feed_appview_missing(&reply(502, "UpstreamFailure", "")));
+        assert!(!feed_appview_missing(&reply(429, "RateLimitExceeded", "")));
+        assert_eq!(
+            notification_failure(&reply(501, "MethodNotImplemented", "")).class(),
+            "rejected"
+        );
+        assert_eq!(
+            notification_failure(&reply(503, "NotEnoughResources", "")).class(),
+            "transient"
+        );
+    }
+
+    #[test]
+    fn notice_cursors_round_trip_and_stay_apart_from_thread_cursors() {
+        let at = |s: i64| Utc.timestamp_opt(1_790_000_000 + s, 123_456_000).unwrap();
+        let window = Window {
+            from: at(-900),
+            digest: 0xfeed_0000_0000_0001,
+        };
+        let caught = NoticeCursor::Caught { top: at(0), window };
+        let text = caught.to_string();
+        assert!(
+            text.starts_with("n:") && NoticeCursor::is_one(&text),
+            "{text}"
+        );
+        assert_eq!(NoticeCursor::parse(&text), Some(caught));
+        // The AppView's cursor is opaque: kept whole, spaces included.
+        let behind = NoticeCursor::Behind {
+            top: at(0),
+            window,
+            floor: at(-3600),
+            resume: "1790000000000::3k2 x".into(),
+        };
+        assert_eq!(NoticeCursor::parse(&behind.to_string()), Some(behind));
+        // A thread cursor is not one, and a notification cursor is never
+        // taken for a thread cursor.
+        let thread = "2026-11-25T09:00:00.000000Z|3kf|at://x 0123456789abcdef";
+        assert_eq!(NoticeCursor::parse(thread), None);
+        assert!(!NoticeCursor::is_one(thread));
+        assert_eq!(NoticeCursor::parse("n:garbage"), None);
+        assert_eq!(
+            NoticeCursor::parse(&format!("{text} 2026-01-01T00:00:00Z")),
+            None
+        );
+    }
+
+    fn notice(uri: &str, did: &str, root: &str, subject: &str, indexed: &str) -> Value {
+        json!({
+            "uri": uri,
+            "cid": "bafy",
+            "author": {"did": did, "handle": format!("{}.test", &did[8..])},
+            "reason": "reply",
+            "reasonSubject": subject,
+            "record": {
+                "text": "hello",
+                "createdAt": "2026-01-01T09:00:00.000Z",
+                "reply": {"root": {"uri": root}, "parent": {"uri": subject}},
+            },
+            "isRead": false,
+            "indexedAt": indexed,
+        })
+    }
+
+    #[test]
+    fn notifications_count_only_replies_in_our_thread_by_someone_else() {
+        let root = "at://did:plc:me/app.bsky.feed.post/root";
+        let part = "at://did:plc:me/app.bsky.feed.post/part2";
+        let query = ReplyQuery {
+            root_id: root.into(),
+            own_ids: vec![root.into(), part.into()],
+            ..ReplyQuery::default()
+        };
+        let at = "2026-01-01T09:00:01.000Z";
+        let ours = |n: &Value| our_reply(n, &query, "did:plc:me").map(|n| n.reply);
+        let alice = ours(&notice(
+            "at://did:plc:ann/app.bsky.feed.post/a",
+            "did:plc:ann",
+            root,
+            root,
+            at,
+        ))
+        .unwrap();
+        assert_eq!(alice.author, "ann.test");
+        assert_eq!(alice.parent_id.as_deref(), Some(root));
+        assert_eq!(
+            alice.url.as_deref(),
+            Some("https://bsky.app/profile/ann.test/post/a")
+        );
+        // Rooted elsewhere (a quote thread, say) but answering our part.
+        assert!(ours(&notice(
+            "at://did:plc:bo/app.bsky.feed.post/b",
+            "did:plc:bo",
+            "at://x/app.bsky.feed.post/r",
+            part,
+            at
+        ))
+        .is_some());
+        // Another thread of ours; the account itself; one of our parts; a mention.
+        let other = "at://did:plc:me/app.bsky.feed.post/other";
+        assert!(ours(&notice(
+            "at://did:plc:cy/app.bsky.feed.post/c",
+            "did:plc:cy",
+            other,
+            other,
+            at
+        ))
+        .is_none());
+        assert!(ours(&notice(
+            "at://did:plc:me/app.bsky.feed.post/d",
+            "did:plc:me",
+            root,
+            root,
+            at
+        ))
+        .is_none());
+        assert!(ours(&notice(part, "did:plc:xx", root, root, at)).is_none());
+        let mut mention = notice(
+            "at://did:plc:ed/app.bsky.feed.post/e",
+            "did:plc:ed",
+            root,
+            root,
+            at,
+        );
+        mention["reason"] = json!("mention");
+        assert!(ours(&mention).is_none());
+    }
+
+    #[test]
+    fn a_late_reply_inside_the_window_hands_the_window_back() {
+        let root = "at://did:plc:me/app.bsky.feed.post/root";
+        let query = ReplyQuery {
+            root_id: root.into(),
+            own_ids: vec![root.into()],
+            ..ReplyQuery::default()
+        };
+        let found = |specs: &[(&str, &str)]| Walked {
+            found: specs
+                .iter()
+                .map(|(rkey, indexed)| {
+                    let uri = format!("at://did:plc:ann/app.bsky.feed.post/{rkey}");
+                    our_reply(
+                        &notice(&uri, "did:plc:ann", root, root, indexed),
+                        &query,
+                        "did:plc:me",
+                    )
+                    .unwrap()
+                })
+                .collect(),
+            newest: specs.iter().filter_map(|(_, t)| timestamp(&json!(t))).max(),
+            ..Walked::default()
+        };
+        let start = timestamp(&json!("2026-01-01T08:00:00Z")).unwrap();
+        let first = found(&[("a", "2026-01-01T09:00:00Z"), ("b", "2026-01-01T09:01:00Z")])
+            .top_down_page(None, start, start);
+        assert_eq!(first.replies.len(), 2);
+        let Some(NoticeCursor::Caught { top, window }) =
+            first.cursor.as_deref().and_then(NoticeCursor::parse)
+        else {
+            panic!("{first:?}")
+        };
+        assert_eq!(window.from, top - overlap(), "15 minutes back");
+
+        // The same window and a newer reply: only the newer one.
+        let next = found(&[
+            ("a", "2026-01-01T09:00:00Z"),
+            ("b", "2026-01-01T09:01:00Z"),
+            ("c", "2026-01-01T09:02:00Z"),
+        ])
+        .top_down_page(Some((top, window)), window.from, start);
+        let rkeys = |page: &ReplyPage| -> Vec<String> {
+            page.replies
+                .iter()
+                .map(|r| rkey_of(&r.remote_id).unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(rkeys(&next), ["c"]);
+        // A reply sorted into the old window (its author's clock is
+        // behind): the whole window comes back, nothing is lost.
+        let late = found(&[
+            ("a", "2026-01-01T09:00:00Z"),
+            ("z", "2026-01-01T09:00:30Z"),
+            ("b", "2026-01-01T09:01:00Z"),
+        ])
+        .top_down_page(Some((top, window)), window.from, start);
+        assert_eq!(late.replies.len(), 3);
     }
 
     #[test]

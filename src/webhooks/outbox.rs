@@ -223,6 +223,39 @@ fn claim_sql(pg: bool) -> String {
     )
 }
 
+/// Delete up to `limit` settled calls (delivered, failed or cancelled)
+/// created before `before`, oldest first, with their tries, in one
+/// transaction; returns how many calls went. Pending calls, and calls a
+/// sender holds a lease on, are never deleted.
+pub fn purge_settled(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    db::write_tx(conn, |conn| {
+        let ids: Vec<String> = webhook_deliveries::table
+            .filter(webhook_deliveries::status.ne(OutboxStatus::Pending.as_str()))
+            .filter(webhook_deliveries::created_at.lt(before))
+            .filter(
+                webhook_deliveries::lease_until
+                    .is_null()
+                    .or(webhook_deliveries::lease_until.lt(now)),
+            )
+            .order(webhook_deliveries::created_at)
+            .limit(limit)
+            .select(webhook_deliveries::id)
+            .load(conn)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        diesel::delete(webhook_attempts::table.filter(webhook_attempts::delivery_id.eq_any(&ids)))
+            .execute(conn)?;
+        diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
+            .execute(conn)
+    })
+}
+
 /// How one try went, as the sender saw it.
 #[derive(Debug, Clone)]
 pub struct TryResult {

@@ -324,7 +324,8 @@ pub async fn delete_webhook(
 }
 
 /// A webhook's calls, newest first, each with every try (time, HTTP status,
-/// error, duration).
+/// error, duration). Settled calls are kept `HERALD_WEBHOOKS_KEEP_S` (30
+/// days by default); pending ones until they settle.
 #[utoipa::path(
     tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), ListDeliveries),

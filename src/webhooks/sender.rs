@@ -28,6 +28,10 @@ use crate::db::{self, DbPool};
 pub const BATCH: i64 = 16;
 /// A lease lasts the call's timeout plus this, time enough to record the try.
 const LEASE_MARGIN_S: i64 = 60;
+/// How often a sender deletes the calls older than `keep_s`, and how many
+/// at a time (one transaction each).
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
+const PURGE_BATCH: i64 = 1_000;
 /// Characters of the receiver's answer quoted in an error.
 const BODY_EXCERPT_CHARS: usize = 200;
 /// Longest stored error.
@@ -62,6 +66,8 @@ pub struct Sender {
     http: reqwest::Client,
     settings: WebhookSettings,
     running: Arc<tokio::sync::Mutex<()>>,
+    /// When this sender last deleted old calls (`None`: not yet).
+    purged: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Sender {
@@ -81,6 +87,7 @@ impl Sender {
             http,
             settings,
             running: Arc::new(tokio::sync::Mutex::new(())),
+            purged: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -109,9 +116,48 @@ impl Sender {
             // Every try is settled before an error is reported.
             results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
             if i64::try_from(claimed).unwrap_or(0) < BATCH {
-                return Ok(tried);
+                break;
             }
         }
+        self.purge_if_due().await?;
+        Ok(tried)
+    }
+
+    /// At most once per [`PURGE_EVERY`] (and on the first run), delete the
+    /// settled calls older than `keep_s`, [`PURGE_BATCH`] per transaction.
+    /// Returns how many calls went.
+    async fn purge_if_due(&self) -> anyhow::Result<usize> {
+        {
+            let mut purged = self.purged.lock().unwrap_or_else(|p| p.into_inner());
+            if purged.is_some_and(|at| at.elapsed() < PURGE_EVERY) {
+                return Ok(0);
+            }
+            *purged = Some(Instant::now());
+        }
+        // Bounded as the setting is (at most a year), so the sum never overflows.
+        let keep_s = self.settings.keep_s.min(366 * 86_400);
+        let keep = chrono::Duration::seconds(i64::try_from(keep_s).unwrap_or(0));
+        let mut deleted = 0;
+        loop {
+            let now = db::now();
+            let before = now - keep;
+            let gone = db::blocking(&self.pool, move |conn| {
+                outbox::purge_settled(conn, before, now, PURGE_BATCH)
+            })
+            .await?;
+            deleted += gone;
+            if i64::try_from(gone).unwrap_or(0) < PURGE_BATCH {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                keep_s = self.settings.keep_s,
+                "old webhook calls deleted"
+            );
+        }
+        Ok(deleted)
     }
 
     /// Make one call and record it.

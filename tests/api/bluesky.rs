@@ -9,7 +9,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use herald::fakes::bluesky::{FakeBluesky, RateLimit, RateLimits};
 use herald::platforms::bluesky::Bluesky;
-use herald::platforms::connector::tid;
+use herald::platforms::connector::{tid, ReplyPage};
 use herald::platforms::{AccountSession, Connector, ConnectorError, Platform, Post};
 
 use crate::kit::{self, image};
@@ -806,24 +806,38 @@ async fn bluesky_replies_come_oldest_first_at_any_depth_without_our_posts() {
 
     let page = kit::Poller::new(&bluesky, &account, &ids).poll(None).await;
 
-    kit::assert_replies(
-        &page,
-        &[
-            (
-                &replies[0],
-                &ids[0],
-                "alice.bsky.social",
-                "Is the tap water safe? 🚰",
-            ),
-            (
-                &replies[1],
-                &ids[1],
-                "bob.example.com",
-                "Which streets exactly?",
-            ),
-            (&replies[2], &replies[1], "carol.bsky.social", "Mine too."),
-        ],
-    );
+    assert_thread_replies(&fake, &page, &ids, &replies, true);
+    assert_eq!(fake.requests_to("app.bsky.feed.getPostThread"), 1);
+}
+
+/// `page` holds the replies of [`thread_with_replies`], oldest first, as
+/// the fake stored them: Alice's and Bob's, and Carol's answer to Bob when
+/// `with_carol`.
+fn assert_thread_replies(
+    fake: &FakeBluesky,
+    page: &ReplyPage,
+    ids: &[String],
+    replies: &[String],
+    with_carol: bool,
+) {
+    let mut expected = vec![
+        (
+            replies[0].as_str(),
+            ids[0].as_str(),
+            "alice.bsky.social",
+            "Is the tap water safe? 🚰",
+        ),
+        (
+            replies[1].as_str(),
+            ids[1].as_str(),
+            "bob.example.com",
+            "Which streets exactly?",
+        ),
+    ];
+    if with_carol {
+        expected.push((&replies[2], &replies[1], "carol.bsky.social", "Mine too."));
+    }
+    kit::assert_replies(page, &expected);
     let rkey = replies[0].rsplit('/').next().unwrap();
     assert_eq!(
         page.replies[0].url.as_deref(),
@@ -840,7 +854,6 @@ async fn bluesky_replies_come_oldest_first_at_any_depth_without_our_posts() {
             "rooted at our post"
         );
     }
-    assert_eq!(fake.requests_to("app.bsky.feed.getPostThread"), 1);
 }
 
 #[tokio::test]
@@ -947,4 +960,222 @@ async fn bluesky_answering_a_reply_roots_at_our_post_with_the_publics_post_as_pa
 
     // The account's own answer is never collected as a reply.
     poller.quiet(cursor).await;
+}
+
+// --- replies from notifications (no feed AppView) ------------------------------------------------
+
+const LIST_NOTIFICATIONS: &str = "app.bsky.notification.listNotifications";
+
+/// [`thread_with_replies`] on a PDS that has no AppView for feeds.
+async fn thread_without_feed_appview() -> (FakeBluesky, AccountSession, Vec<String>, Vec<String>) {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    fake.set_feed_appview(false);
+    (fake, account, ids, replies)
+}
+
+/// `n` replies to `parent` from a few accounts, in order: their URIs.
+fn many_replies(fake: &FakeBluesky, parent: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let handle = format!("fan{}.bsky.social", i % 7);
+            fake.add_reply(parent, &handle, &format!("reply {i}"))
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bluesky_without_a_feed_appview_replies_come_from_notifications_oldest_first() {
+    let (fake, account, ids, replies) = thread_without_feed_appview().await;
+    // Not ours to collect: a reply in another of our threads, and the
+    // account answering its own post.
+    let other = publish_thread(&account, &["Another statement."]).await;
+    fake.add_reply(&other[0], "dave.bsky.social", "Unrelated question")
+        .unwrap();
+    fake.add_reply(&ids[0], HANDLE, "Correction: north-east.")
+        .unwrap();
+    let bluesky = connector();
+
+    let page = kit::Poller::new(&bluesky, &account, &ids).poll(None).await;
+
+    // Carol answered Bob, not us: the fake AppView notifies only the
+    // author of the parent.
+    assert_thread_replies(&fake, &page, &ids, &replies, false);
+    assert!(page.cursor.as_deref().unwrap().starts_with("n:"));
+    assert_eq!(fake.requests_to("app.bsky.feed.getPostThread"), 1);
+    // One page, then the empty page that ends the list.
+    assert_eq!(fake.requests_to(LIST_NOTIFICATIONS), 2);
+}
+
+#[tokio::test]
+async fn bluesky_the_notification_cursor_hands_back_only_new_replies_across_polls_and_pages() {
+    let (fake, account) = setup().await;
+    let ids = publish_thread(&account, &kit::THREAD).await;
+    fake.set_feed_appview(false);
+    let first = many_replies(&fake, &ids[0], 150);
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+
+    let page = poller.poll(None).await;
+    assert_eq!(kit::reply_ids(&page), first, "all 150, oldest first");
+    assert!(
+        fake.requests_to(LIST_NOTIFICATIONS) >= 2,
+        "more than one page of 100"
+    );
+    let quiet = poller.quiet(page.cursor.clone()).await;
+
+    let later = [
+        fake.add_reply(&ids[2], "erin.bsky.social", "And the schools?")
+            .unwrap(),
+        fake.add_reply(&first[3], "frank.bsky.social", "Same here")
+            .unwrap(),
+        fake.add_reply(&ids[0], "gina.bsky.social", "Thanks.")
+            .unwrap(),
+    ];
+    let next = poller.poll(quiet.cursor.clone()).await;
+    // Frank answered a fan, not us: not notified.
+    assert_eq!(
+        kit::reply_ids(&next),
+        vec![later[0].clone(), later[2].clone()]
+    );
+    poller.quiet(next.cursor.clone()).await;
+}
+
+#[tokio::test]
+async fn bluesky_a_flood_of_notifications_is_read_over_several_polls_without_losing_any() {
+    let (fake, account) = setup().await;
+    let ids = publish_thread(&account, &kit::THREAD).await;
+    fake.set_feed_appview(false);
+    let flood = many_replies(&fake, &ids[0], 1050);
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+
+    // At most ten pages a poll: the newest thousand first.
+    let first = poller.poll(None).await;
+    assert_eq!(fake.requests_to(LIST_NOTIFICATIONS), 10);
+    assert_eq!(kit::reply_ids(&first), flood[50..].to_vec());
+    let late = fake
+        .add_reply(&ids[1], "late.bsky.social", "Still no water here")
+        .unwrap();
+
+    // The next poll goes on where the first stopped.
+    let second = poller.poll(first.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&second), flood[..50].to_vec());
+    // Then what came in meanwhile, and nothing twice.
+    let third = poller.poll(second.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&third), vec![late]);
+    poller.quiet(third.cursor.clone()).await;
+}
+
+#[tokio::test]
+async fn bluesky_switching_between_thread_and_notifications_loses_no_reply() {
+    let (fake, account, ids, replies) = thread_with_replies().await;
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+    let thread = poller.poll(None).await;
+    assert_eq!(thread.replies.len(), 3);
+
+    // The AppView goes: the thread cursor means nothing to notifications,
+    // so the notified replies come again (the store keeps them once).
+    fake.set_feed_appview(false);
+    let notified = poller.poll(thread.cursor.clone()).await;
+    assert_eq!(
+        kit::reply_ids(&notified),
+        vec![replies[0].clone(), replies[1].clone()]
+    );
+    let new = fake
+        .add_reply(&ids[0], "hana.bsky.social", "Is it over?")
+        .unwrap();
+    let next = poller.poll(notified.cursor.clone()).await;
+    assert_eq!(kit::reply_ids(&next), vec![new.clone()]);
+
+    // The AppView is back: the whole thread again, the deep reply included.
+    fake.set_feed_appview(true);
+    let back = poller.poll(next.cursor.clone()).await;
+    let mut expected = replies.clone();
+    expected.push(new);
+    assert_eq!(kit::reply_ids(&back), expected);
+    poller.quiet(back.cursor.clone()).await;
+}
+
+#[tokio::test]
+async fn bluesky_reading_notifications_maps_429_5xx_expired_and_revoked_sessions() {
+    let (fake, account, ids, _) = thread_without_feed_appview().await;
+    let bluesky = connector();
+    let poller = kit::Poller::new(&bluesky, &account, &ids);
+
+    fake.rate_limit_next(1, Duration::from_secs(90));
+    let wait = Duration::from_secs(88)..=Duration::from_secs(91);
+    kit::assert_throttled(&poller.fail(None).await, 429, wait, "RateLimitExceeded");
+
+    fake.fail_next(1, 503);
+    kit::assert_transient(&poller.fail(None).await, 503);
+    assert_eq!(fake.requests_to(LIST_NOTIFICATIONS), 2);
+
+    // An expired access token (the PDS's 400 form) is refreshed once.
+    fake.expire_access_tokens(400);
+    assert_eq!(poller.poll(None).await.replies.len(), 2);
+    assert_eq!(fake.sessions_refreshed(HANDLE), 1);
+    assert_eq!(fake.sessions_created(HANDLE), 1);
+
+    fake.revoke_app_password(HANDLE);
+    kit::assert_revoked(&poller.fail(None).await, "", PASSWORD);
+}
+
+#[tokio::test]
+async fn bluesky_fake_list_notifications_refuses_a_bad_limit() {
+    let (fake, account, ids, replies) = thread_without_feed_appview().await;
+    signed_in_for_reading(&account, &ids).await;
+    let access = stored(&account, "access_jwt").await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/xrpc/{LIST_NOTIFICATIONS}", fake.base_url());
+    let get = |query: &'static str| {
+        http.get(format!("{url}?{query}"))
+            .bearer_auth(&access)
+            .send()
+    };
+
+    for query in ["limit=0", "limit=101", "limit=many"] {
+        let refused = get(query).await.unwrap();
+        assert_eq!(refused.status(), 400, "{query}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "InvalidRequest", "{query}");
+    }
+    let one = get("reasons=reply&limit=1").await.unwrap();
+    assert_eq!(one.status(), 200);
+    let body: serde_json::Value = one.json().await.unwrap();
+    assert_eq!(
+        body["notifications"][0]["uri"],
+        replies[1].as_str(),
+        "newest first"
+    );
+    assert_eq!(body["notifications"][0]["reason"], "reply");
+    assert_eq!(body["notifications"][0]["reasonSubject"], ids[1].as_str());
+    assert!(body["cursor"].is_string());
+    assert_eq!(get("limit=100").await.unwrap().status(), 200);
+
+    let thread = http
+        .get(format!(
+            "{}/xrpc/app.bsky.feed.getPostThread?uri={}",
+            fake.base_url(),
+            ids[0]
+        ))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thread.status(), 501);
+    let body: serde_json::Value = thread.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "MethodNotImplemented", "message": "Method Not Implemented"})
+    );
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+/// Poll once so that the account holds a session.
+async fn signed_in_for_reading(account: &AccountSession, ids: &[String]) {
+    let bluesky = connector();
+    kit::Poller::new(&bluesky, account, ids).poll(None).await;
 }

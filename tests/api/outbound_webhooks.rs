@@ -32,6 +32,7 @@ fn fast() -> WebhookSettings {
         retry_s: 1,
         give_up_s: 3_600,
         timeout_s: 3,
+        keep_s: 3_600,
     }
 }
 
@@ -613,6 +614,60 @@ async fn calls_stop_once_give_up_s_has_passed() {
     assert_eq!(receiver.calls().len(), sent);
     assert_eq!(calls(&app, &hook, "?status=failed").await.len(), 1);
     assert!(calls(&app, &hook, "?status=pending").await.is_empty());
+}
+
+#[tokio::test]
+async fn settled_calls_older_than_keep_s_are_deleted_with_their_tries_pending_ones_stay() {
+    use herald::db::schema::{webhook_attempts, webhook_deliveries};
+    let app = app_with(fast()).await;
+    let ok = Receiver::start(&[], 204).await;
+    let down = Receiver::start(&[], 503).await;
+    let done = subscribe(&app, &ok.url, &["delivery.missed"]).await;
+    let failing = subscribe(&app, &down.url, &["delivery.missed"]).await;
+    assert_eq!(
+        enqueue(&app, "delivery.missed", json!({"delivery_id": "d-1"})),
+        2
+    );
+    let first = sender(&app, fast());
+    send_until(&app, &first, &done, 10, |items| {
+        items[0]["status"] == "delivered"
+    })
+    .await;
+    send_until(&app, &first, &failing, 10, |items| {
+        items[0]["attempts"].as_u64() >= Some(1)
+    })
+    .await;
+    let tries = |hook: &str| -> i64 {
+        let mut conn = app.pool.get().unwrap();
+        webhook_attempts::table
+            .inner_join(
+                webhook_deliveries::table
+                    .on(webhook_deliveries::id.eq(webhook_attempts::delivery_id)),
+            )
+            .filter(webhook_deliveries::webhook_id.eq(hook))
+            .count()
+            .get_result(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(tries(&done), 1);
+
+    // A sender keeping one second: its first run deletes the delivered call
+    // and its try once they are older than that, and leaves the pending one.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let purging = sender(
+        &app,
+        WebhookSettings {
+            keep_s: 1,
+            ..fast()
+        },
+    );
+    purging.run_due().await.unwrap();
+    assert!(calls(&app, &done, "").await.is_empty());
+    assert_eq!(tries(&done), 0);
+    let pending = calls(&app, &failing, "").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["status"], "pending");
+    assert!(tries(&failing) >= 1);
 }
 
 #[tokio::test]
