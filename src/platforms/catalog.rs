@@ -262,6 +262,10 @@ fn replies_note(platform: Platform) -> Option<&'static str> {
         Platform::Facebook => Some("commenters appear by name: Facebook gives no handle"),
         Platform::Webhook => Some("a webhook only receives posts: there are no replies to read"),
         Platform::X => Some("recent search covers the last 7 days"),
+        Platform::Bluesky => Some(
+            "read from the post's thread; where the PDS has no feed AppView, from the \
+             account's reply notifications, which hold direct answers to our posts only",
+        ),
         _ => None,
     }
 }

@@ -71,6 +71,13 @@ async fn the_platform_list_has_all_eleven_networks_and_says_which_need_settings(
     assert_eq!(of("telegram")["connect"], "credentials");
     assert_eq!(of("telegram")["configured"], true);
     assert_eq!(of("mastodon")["configured"], true);
+    // Where replies come from, or why there are none.
+    assert!(of("bluesky")["replies_note"]
+        .as_str()
+        .unwrap()
+        .contains("notifications"));
+    assert_eq!(of("webhook")["replies"], false);
+    assert!(of("mastodon")["replies_note"].is_null());
     for p in platforms {
         for field in ["replies", "delete", "edit", "publishes"] {
             assert!(p[field].is_boolean(), "{p}");
