@@ -28,10 +28,12 @@ use crate::db::{self, DbPool};
 pub const BATCH: i64 = 16;
 /// A lease lasts the call's timeout plus this, time enough to record the try.
 const LEASE_MARGIN_S: i64 = 60;
-/// How often a sender deletes the calls older than `keep_s`, and how many
-/// at a time (one transaction each).
+/// How often a sender deletes the calls older than `keep_s`, how many at a
+/// time (one transaction each), and how many transactions per run: a longer
+/// backlog goes on at the next runs, between sends.
 const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 const PURGE_BATCH: i64 = 1_000;
+const PURGE_BATCHES_PER_RUN: usize = 10;
 /// Characters of the receiver's answer quoted in an error.
 const BODY_EXCERPT_CHARS: usize = 200;
 /// Longest stored error.
@@ -124,8 +126,9 @@ impl Sender {
     }
 
     /// At most once per [`PURGE_EVERY`] (and on the first run), delete the
-    /// settled calls older than `keep_s`, [`PURGE_BATCH`] per transaction.
-    /// Returns how many calls went.
+    /// settled calls older than `keep_s`, [`PURGE_BATCH`] per transaction and
+    /// at most [`PURGE_BATCHES_PER_RUN`] transactions; when more are left,
+    /// the next run goes on. Returns how many calls went.
     async fn purge_if_due(&self) -> anyhow::Result<usize> {
         {
             let mut purged = self.purged.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,7 +141,8 @@ impl Sender {
         let keep_s = self.settings.keep_s.min(366 * 86_400);
         let keep = chrono::Duration::seconds(i64::try_from(keep_s).unwrap_or(0));
         let mut deleted = 0;
-        loop {
+        let mut more_left = false;
+        for _ in 0..PURGE_BATCHES_PER_RUN {
             let now = db::now();
             let before = now - keep;
             let gone = db::blocking(&self.pool, move |conn| {
@@ -146,9 +150,13 @@ impl Sender {
             })
             .await?;
             deleted += gone;
-            if i64::try_from(gone).unwrap_or(0) < PURGE_BATCH {
+            more_left = i64::try_from(gone).unwrap_or(0) == PURGE_BATCH;
+            if !more_left {
                 break;
             }
+        }
+        if more_left {
+            *self.purged.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         if deleted > 0 {
             tracing::info!(

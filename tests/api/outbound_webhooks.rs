@@ -616,6 +616,19 @@ async fn calls_stop_once_give_up_s_has_passed() {
     assert!(calls(&app, &hook, "?status=pending").await.is_empty());
 }
 
+/// Wait until the calls made so far are over a second old, then a sender
+/// that keeps settled calls one second (its first run deletes them).
+async fn after_a_second_keeping_one(app: &TestApp) -> Sender {
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    sender(
+        app,
+        WebhookSettings {
+            keep_s: 1,
+            ..fast()
+        },
+    )
+}
+
 #[tokio::test]
 async fn settled_calls_older_than_keep_s_are_deleted_with_their_tries_pending_ones_stay() {
     use herald::db::schema::{webhook_attempts, webhook_deliveries};
@@ -653,14 +666,7 @@ async fn settled_calls_older_than_keep_s_are_deleted_with_their_tries_pending_on
 
     // A sender keeping one second: its first run deletes the delivered call
     // and its try once they are older than that, and leaves the pending one.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let purging = sender(
-        &app,
-        WebhookSettings {
-            keep_s: 1,
-            ..fast()
-        },
-    );
+    let purging = after_a_second_keeping_one(&app).await;
     purging.run_due().await.unwrap();
     assert!(calls(&app, &done, "").await.is_empty());
     assert_eq!(tries(&done), 0);
@@ -668,6 +674,48 @@ async fn settled_calls_older_than_keep_s_are_deleted_with_their_tries_pending_on
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["status"], "pending");
     assert!(tries(&failing) >= 1);
+}
+
+#[tokio::test]
+async fn a_long_backlog_of_old_calls_is_deleted_over_several_runs() {
+    use herald::db::schema::webhook_deliveries;
+    let app = app_with(fast()).await;
+    // 101 subscriptions × 100 events: 10,100 calls, more than one run deletes.
+    for i in 0..101 {
+        subscribe(
+            &app,
+            &format!("http://127.0.0.1:9/hook-{i}"),
+            &["delivery.missed"],
+        )
+        .await;
+    }
+    {
+        let mut conn = app.pool.get().unwrap();
+        db::write_tx(&mut conn, |conn| {
+            for n in 0..100 {
+                herald::webhooks::enqueue(conn, "delivery.missed", json!({"n": n}))?;
+            }
+            diesel::update(webhook_deliveries::table)
+                .set(webhook_deliveries::status.eq("delivered"))
+                .execute(conn)
+        })
+        .unwrap();
+    }
+    let left = || -> i64 {
+        let mut conn = app.pool.get().unwrap();
+        webhook_deliveries::table
+            .count()
+            .get_result(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(left(), 10_100);
+    let purging = after_a_second_keeping_one(&app).await;
+    // Ten transactions of a thousand in one run, then the next run goes on
+    // without waiting for the hour.
+    purging.run_due().await.unwrap();
+    assert_eq!(left(), 100);
+    purging.run_due().await.unwrap();
+    assert_eq!(left(), 0);
 }
 
 #[tokio::test]
