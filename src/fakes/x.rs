@@ -1494,6 +1494,99 @@ async fn delete_post(
     ok_json(StatusCode::OK, json!({ "data": { "deleted": true } }), rate)
 }
 
+/// The paging and bounds of a timeline or search request, checked as X
+/// checks them: `max_results` within `sizes` (10 without it),
+/// `start_time`/`end_time` (for a search, not before `oldest`),
+/// `since_id`/`until_id`, and the page token named `token` (a search also
+/// takes `pagination_token`).
+struct ListQuery {
+    max_results: usize,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    since: Option<u64>,
+    until: Option<u64>,
+    page_below: Option<u64>,
+}
+
+impl ListQuery {
+    /// The query, or the message of X's 400 for its first bad parameter.
+    fn parse(
+        q: &HashMap<String, String>,
+        sizes: std::ops::RangeInclusive<usize>,
+        oldest: Option<DateTime<Utc>>,
+        token: &str,
+    ) -> Result<ListQuery, String> {
+        let max_results = match q.get("max_results") {
+            None => 10,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if sizes.contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "The `max_results` query parameter value [{v}] is not between {} and {}",
+                        sizes.start(),
+                        sizes.end()
+                    ))
+                }
+            },
+        };
+        let time = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+            let Some(v) = q.get(name) else {
+                return Ok(None);
+            };
+            let t = DateTime::parse_from_rfc3339(v).map_err(|_| {
+                format!(
+                    "Invalid '{name}': '{v}'. '{name}' must be a timestamp (YYYY-MM-DDTHH:mm:ssZ)."
+                )
+            })?;
+            if let Some(oldest) = oldest.filter(|o| t < *o) {
+                return Err(format!(
+                    "Invalid '{name}':'{v}'. '{name}' must be on or after {}",
+                    oldest.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ));
+            }
+            Ok(Some(t.with_timezone(&Utc)))
+        };
+        let id = |name: &str| -> Result<Option<u64>, String> {
+            q.get(name)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        format!("The `{name}` query parameter value [{v}] is not valid")
+                    })
+                })
+                .transpose()
+        };
+        let start = time("start_time")?;
+        let end = time("end_time")?;
+        let since = id("since_id")?;
+        let until = id("until_id")?;
+        let given = q.get(token).or_else(|| q.get("pagination_token"));
+        let page_below = given
+            .map(|t| {
+                u64::from_str_radix(t, 36)
+                    .map_err(|_| format!("The `{token}` query parameter value [{t}] is not valid"))
+            })
+            .transpose()?;
+        Ok(ListQuery {
+            max_results,
+            start,
+            end,
+            since,
+            until,
+            page_below,
+        })
+    }
+
+    /// Whether post `id`, written at `created_at`, is inside the bounds and
+    /// below the page token.
+    fn admits(&self, id: u64, created_at: DateTime<Utc>) -> bool {
+        !(self.page_below.is_some_and(|below| id >= below)
+            || self.since.is_some_and(|s| id <= s)
+            || self.until.is_some_and(|u| id >= u)
+            || self.end.is_some_and(|e| created_at >= e)
+            || self.start.is_some_and(|s| created_at < s))
+    }
+}
+
 /// `GET /2/users/:id/tweets`: newest first; `max_results` 5–100 (default
 /// 10); `start_time`/`end_time` (RFC 3339), `since_id`/`until_id`
 /// (exclusive), `pagination_token`; `tweet.fields` adds fields.
@@ -1524,66 +1617,9 @@ async fn user_posts(
         );
     };
     let q = query_map(&req);
-    let max_results = match q.get("max_results") {
-        None => 10,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (5..=100).contains(&n) => n,
-            _ => {
-                return invalid_request(
-                    &format!(
-                        "The `max_results` query parameter value [{v}] is not between 5 and 100"
-                    ),
-                    rate,
-                )
-            }
-        },
-    };
-    let time = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
-        match q.get(name) {
-            None => Ok(None),
-            Some(v) => DateTime::parse_from_rfc3339(v)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| {
-                    format!("Invalid '{name}': '{v}'. '{name}' must be a timestamp (YYYY-MM-DDTHH:mm:ssZ).")
-                }),
-        }
-    };
-    let id_param = |name: &str| -> Result<Option<u64>, String> {
-        match q.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("The `{name}` query parameter value [{v}] is not valid")),
-        }
-    };
-    let (start, end, since, until) = match (
-        time("start_time"),
-        time("end_time"),
-        id_param("since_id"),
-        id_param("until_id"),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (a, b, c, d) => {
-            let message = [a.err(), b.err(), c.err(), d.err()]
-                .into_iter()
-                .flatten()
-                .next()
-                .unwrap_or_default();
-            return invalid_request(&message, rate);
-        }
-    };
-    let page_below = match q.get("pagination_token") {
-        None => None,
-        Some(token) => match u64::from_str_radix(token, 36) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                return invalid_request(
-                    &format!("The `pagination_token` query parameter value [{token}] is not valid"),
-                    rate,
-                )
-            }
-        },
+    let list = match ListQuery::parse(&q, 5..=100, None, "pagination_token") {
+        Ok(list) => list,
+        Err(message) => return invalid_request(&message, rate),
     };
     let fields_text = q.get("tweet.fields").cloned().unwrap_or_default();
     let fields: Vec<&str> = fields_text.split(',').map(str::trim).collect();
@@ -1594,18 +1630,10 @@ async fn user_posts(
         let Some(post) = state.posts.get(id) else {
             continue;
         };
-        if post.deleted
-            || page_below.is_some_and(|below| *id >= below)
-            || since.is_some_and(|s| *id <= s)
-            || until.is_some_and(|u| *id >= u)
-            || end.is_some_and(|e| post.created_at >= e)
-        {
+        if post.deleted || !list.admits(*id, post.created_at) {
             continue;
         }
-        if start.is_some_and(|s| post.created_at < s) {
-            continue;
-        }
-        if page.len() == max_results {
+        if page.len() == list.max_results {
             more = true;
             break;
         }
@@ -1669,77 +1697,14 @@ async fn search_recent(req: HttpRequest, shared: web::Data<Shared>) -> HttpRespo
             rate,
         );
     };
-    let max_results = match q.get("max_results") {
-        None => 10,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (10..=100).contains(&n) => n,
-            _ => {
-                return invalid_request(
-                    &format!(
-                        "The `max_results` query parameter value [{v}] is not between 10 and 100"
-                    ),
-                    rate,
-                )
-            }
-        },
-    };
     let oldest_allowed = received_at - SEARCH_WINDOW;
-    let time = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
-        match q.get(name) {
-            None => Ok(None),
-            Some(v) => match DateTime::parse_from_rfc3339(v) {
-                Ok(t) if t < oldest_allowed => Err(format!(
-                    "Invalid '{name}':'{v}'. '{name}' must be on or after {}",
-                    oldest_allowed.to_rfc3339_opts(SecondsFormat::Secs, true)
-                )),
-                Ok(t) => Ok(Some(t.with_timezone(&Utc))),
-                Err(_) => Err(format!(
-                    "Invalid '{name}': '{v}'. '{name}' must be a timestamp (YYYY-MM-DDTHH:mm:ssZ)."
-                )),
-            },
-        }
-    };
-    let id_param = |name: &str| -> Result<Option<u64>, String> {
-        match q.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("The `{name}` query parameter value [{v}] is not valid")),
-        }
-    };
-    let (start, end, since, until) = match (
-        time("start_time"),
-        time("end_time"),
-        id_param("since_id"),
-        id_param("until_id"),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (a, b, c, d) => {
-            let message = [a.err(), b.err(), c.err(), d.err()]
-                .into_iter()
-                .flatten()
-                .next()
-                .unwrap_or_default();
-            return invalid_request(&message, rate);
-        }
-    };
-    let token = q.get("next_token").or_else(|| q.get("pagination_token"));
-    let page_below = match token {
-        None => None,
-        Some(token) => match u64::from_str_radix(token, 36) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                return invalid_request(
-                    &format!("The `next_token` query parameter value [{token}] is not valid"),
-                    rate,
-                )
-            }
-        },
+    let list = match ListQuery::parse(&q, 10..=100, Some(oldest_allowed), "next_token") {
+        Ok(list) => list,
+        Err(message) => return invalid_request(&message, rate),
     };
     let page_size = state
         .search_page_size
-        .map_or(max_results, |n| n.min(max_results));
+        .map_or(list.max_results, |n| n.min(list.max_results));
     let fields_text = q.get("tweet.fields").cloned().unwrap_or_default();
     let fields: Vec<&str> = fields_text.split(',').map(str::trim).collect();
     let ids = state
@@ -1753,14 +1718,7 @@ async fn search_recent(req: HttpRequest, shared: web::Data<Shared>) -> HttpRespo
         let Some(post) = state.posts.get(id) else {
             continue;
         };
-        let skipped = post.deleted
-            || post.created_at < oldest_allowed
-            || page_below.is_some_and(|below| *id >= below)
-            || since.is_some_and(|s| *id <= s)
-            || until.is_some_and(|u| *id >= u)
-            || end.is_some_and(|e| post.created_at >= e)
-            || start.is_some_and(|s| post.created_at < s);
-        if skipped {
+        if post.deleted || post.created_at < oldest_allowed || !list.admits(*id, post.created_at) {
             continue;
         }
         if page.len() == page_size {
