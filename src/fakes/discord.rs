@@ -470,6 +470,76 @@ impl RateHeaders {
     }
 }
 
+/// A checked message body: the JSON object, its content and its embeds.
+type MessageBody<'a> = (&'a Map<String, Value>, String, Vec<Value>);
+
+/// The checks Discord makes on a message body, for a webhook and a bot
+/// alike: valid JSON, `content` of at most 2,000 characters, `embeds` a
+/// list of at most 10 with well-formed image URLs, and not empty. Returns
+/// the body, its content and its embeds, or the 400 to answer.
+#[allow(clippy::result_large_err)] // a fake: the error is the response itself
+fn message_body(body: &Result<Map<String, Value>, ()>) -> Result<MessageBody<'_>, HttpResponse> {
+    let Ok(body) = body else {
+        return Err(error_body(
+            400,
+            50109,
+            "The request body contains invalid JSON.",
+            None,
+        ));
+    };
+    let content = body
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if content.chars().count() > CONTENT_LIMIT {
+        return Err(form_error(
+            &["content"],
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 2000 or fewer in length.",
+        ));
+    }
+    let embeds = match body.get("embeds") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(embeds)) => embeds.clone(),
+        Some(_) => {
+            return Err(form_error(
+                &["embeds"],
+                "LIST_TYPE_CONVERT",
+                "Only iterables may be used in a ListType",
+            ))
+        }
+    };
+    if embeds.len() > MAX_EMBEDS {
+        return Err(form_error(
+            &["embeds"],
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 10 or fewer in length.",
+        ));
+    }
+    for (i, embed) in embeds.iter().enumerate() {
+        if let Some(url) = embed.get("image").and_then(|i| i.get("url")) {
+            let ok = url.as_str().is_some_and(|u| {
+                u.starts_with("http://")
+                    || u.starts_with("https://")
+                    || u.starts_with("attachment://")
+            });
+            if !ok {
+                let index = i.to_string();
+                return Err(form_error(
+                    &["embeds", &index, "image", "url"],
+                    "URL_TYPE_INVALID_URL",
+                    "Not a well formed URL.",
+                ));
+            }
+        }
+    }
+    if content.trim().is_empty() && embeds.is_empty() {
+        return Err(error_body(400, 50006, "Cannot send an empty message", None));
+    }
+    Ok((body, content, embeds))
+}
+
 fn error_body(status: u16, code: u64, message: &str, errors: Option<Value>) -> HttpResponse {
     let mut body = json!({"code": code, "message": message});
     if let Some(errors) = errors {
@@ -671,64 +741,10 @@ impl State {
             self.deny -= 1;
             return Outcome::Answer(error_body(403, 50013, "Missing Permissions", None));
         }
-        let Ok(body) = body else {
-            return Outcome::Answer(error_body(
-                400,
-                50109,
-                "The request body contains invalid JSON.",
-                None,
-            ));
+        let (body, content, embeds) = match message_body(&body) {
+            Ok(parsed) => parsed,
+            Err(response) => return Outcome::Answer(response),
         };
-        let content = body
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if content.chars().count() > CONTENT_LIMIT {
-            return Outcome::Answer(form_error(
-                &["content"],
-                "BASE_TYPE_MAX_LENGTH",
-                "Must be 2000 or fewer in length.",
-            ));
-        }
-        let embeds = match body.get("embeds") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(embeds)) => embeds.clone(),
-            Some(_) => {
-                return Outcome::Answer(form_error(
-                    &["embeds"],
-                    "LIST_TYPE_CONVERT",
-                    "Only iterables may be used in a ListType",
-                ))
-            }
-        };
-        if embeds.len() > MAX_EMBEDS {
-            return Outcome::Answer(form_error(
-                &["embeds"],
-                "BASE_TYPE_MAX_LENGTH",
-                "Must be 10 or fewer in length.",
-            ));
-        }
-        for (i, embed) in embeds.iter().enumerate() {
-            if let Some(url) = embed.get("image").and_then(|i| i.get("url")) {
-                let ok = url.as_str().is_some_and(|u| {
-                    u.starts_with("http://")
-                        || u.starts_with("https://")
-                        || u.starts_with("attachment://")
-                });
-                if !ok {
-                    let index = i.to_string();
-                    return Outcome::Answer(form_error(
-                        &["embeds", &index, "image", "url"],
-                        "URL_TYPE_INVALID_URL",
-                        "Not a well formed URL.",
-                    ));
-                }
-            }
-        }
-        if content.trim().is_empty() && embeds.is_empty() {
-            return Outcome::Answer(error_body(400, 50006, "Cannot send an empty message", None));
-        }
         let channel_id = self.webhooks[id].channel_id.clone();
         let message_id = self.snowflake(Utc::now());
         let message = FakeDiscordMessage {
@@ -973,33 +989,10 @@ impl State {
         if !self.channels.contains_key(channel_id) {
             return Outcome::Answer(error_body(404, 10003, "Unknown Channel", None));
         }
-        let Ok(body) = body else {
-            return Outcome::Answer(error_body(
-                400,
-                50109,
-                "The request body contains invalid JSON.",
-                None,
-            ));
+        let (body, content, embeds) = match message_body(&body) {
+            Ok(parsed) => parsed,
+            Err(response) => return Outcome::Answer(response),
         };
-        let content = body
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if content.chars().count() > CONTENT_LIMIT {
-            return Outcome::Answer(form_error(
-                &["content"],
-                "BASE_TYPE_MAX_LENGTH",
-                "Must be 2000 or fewer in length.",
-            ));
-        }
-        let embeds = match body.get("embeds") {
-            Some(Value::Array(embeds)) => embeds.clone(),
-            _ => Vec::new(),
-        };
-        if content.trim().is_empty() && embeds.is_empty() {
-            return Outcome::Answer(error_body(400, 50006, "Cannot send an empty message", None));
-        }
         let nonce = match body.get("nonce") {
             Some(Value::String(n)) if n.chars().count() <= 25 => Some(n.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
