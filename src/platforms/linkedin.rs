@@ -470,9 +470,22 @@ impl Linkedin {
         let root = post_urn_of(&target.root_id).to_string();
         let url = format!("{base}/rest/socialActions/{}/comments", encode(&root));
         let body = json!({"actor": auth.author, "object": root, "message": {"text": text}});
+        self.post_comment(account, auth, &url, &body, &root).await
+    }
+
+    /// POST a comment `body` to `url` (a `socialActions/.../comments`
+    /// collection): the comment as published under post `root`.
+    async fn post_comment(
+        &self,
+        account: &AccountSession,
+        auth: &mut Auth,
+        url: &str,
+        body: &Value,
+        root: &str,
+    ) -> Result<Published, ConnectorError> {
         let reply = self
             .call(account, auth, true, |t| {
-                self.rest(self.http.post(&url), t).json(&body)
+                self.rest(self.http.post(url), t).json(body)
             })
             .await?;
         if !matches!(reply.status, 200 | 201) {
@@ -481,7 +494,7 @@ impl Linkedin {
         let id = reply.comment_id().ok_or_else(|| ConnectorError::Unknown {
             message: "LinkedIn accepted the comment but sent no comment id".into(),
         })?;
-        Ok(published_comment(&root, &id))
+        Ok(published_comment(root, &id))
     }
 
     /// The author's recent posts (`q=author`), newest first.
@@ -659,18 +672,7 @@ impl Linkedin {
             "parentComment": parent,
             "message": {"text": text},
         });
-        let reply = self
-            .call(account, auth, true, |t| {
-                self.rest(self.http.post(&url), t).json(&body)
-            })
-            .await?;
-        if !matches!(reply.status, 200 | 201) {
-            return Err(classify(&reply, Utc::now(), true));
-        }
-        let id = reply.comment_id().ok_or_else(|| ConnectorError::Unknown {
-            message: "LinkedIn accepted the reply but sent no comment id".into(),
-        })?;
-        Ok(published_comment(&root, &id))
+        self.post_comment(account, auth, &url, &body, &root).await
     }
 
     /// The first-level comment a reply to `comment` goes under: `comment`
